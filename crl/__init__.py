@@ -1,0 +1,6 @@
+"""crl: contrastive goal-conditioned RL with deep residual networks, in JAX."""
+from crl import _platform
+
+_platform.append_xla_flags()  # must precede the first `import jax` anywhere in the process
+
+__version__ = "0.1.0"

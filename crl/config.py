@@ -1,0 +1,184 @@
+"""Typed training config, YAML presets and validation that runs before anything compiles."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Energy = Literal["norm", "l2", "dot", "cosine"]
+ContrastiveLoss = Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"]
+Activation = Literal["swish", "relu"]
+DType = Literal["float32", "bfloat16"]
+Precision = Literal["default", "high", "highest"]
+ResetMode = Literal["fresh", "cached"]
+BLOCK_LAYERS = 4  # Dense layers per residual block (reference section 3)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every knob of a CRL run. Defaults are the paper's (Table 7) unless noted."""
+
+    # environment
+    env: str = "ant"
+    eval_env: str | None = None  # None: evaluate on `env`
+    reset_mode: ResetMode = "fresh"  # 'cached' reproduces the reference (one goal per env for the run)
+    # run length and data
+    total_env_steps: int = 100_000_000
+    num_epochs: int = 100
+    num_envs: int = 512
+    unroll_length: int = 62
+    max_replay_size: int = 10_000  # steps per env
+    min_replay_size: int = 1_000  # steps per env before training; >= the window (episode) length
+    batch_size: int = 512
+    sgd_steps_per_train_step: int = 800  # paper UTD 1:40
+    discount: float = 0.99  # goal sampling only
+    num_eval_envs: int = 128
+    # optimisation
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    logsumexp_penalty: float = 0.1
+    energy: Energy = "norm"
+    contrastive_loss: ContrastiveLoss = "fwd_infonce"
+    target_entropy_scale: float = 0.5  # H_target = -scale * action_size
+    # networks
+    critic_depth: int = 4
+    critic_width: int = 256
+    actor_depth: int = 4
+    actor_width: int = 256
+    repr_dim: int = 64
+    activation: Activation = "swish"
+    remat: bool = False  # rematerialise each residual block in the backward pass
+    compute_dtype: DType = "float32"  # matmul dtype; params, LayerNorm and losses stay float32
+    matmul_precision: Precision = "default"
+    unroll_blocks: bool = False  # True: straight-line blocks instead of a scan (same function)
+    # bookkeeping
+    seed: int = 0
+    run_dir: str | None = None  # None: runs/<env>-<timestamp>
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the field and the fix."""
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
+    """Build a TrainConfig from a mapping, rejecting unknown keys with the closest known name."""
+    known = field_names()
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"{source}: unknown field '{key}'.{hint} Known fields: {', '.join(known)}")
+    return TrainConfig(**values)
+
+
+def load_yaml(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/quickstart.yaml)")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}")
+    return from_dict(values, source=str(path))
+
+
+def to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepPlan:
+    """Exact env-step accounting of a run (the reference rounds; we log the real totals)."""
+
+    env_steps_per_train_step: int
+    prefill_collections: int
+    prefill_env_steps: int
+    train_steps_per_epoch: int
+    env_steps_per_epoch: int
+    total_env_steps: int  # what the run really does, prefill included
+    relabelled_pool: int  # transitions available to SGD per training step
+
+
+def plan_steps(cfg: TrainConfig, episode_length: int) -> StepPlan:
+    per_train = cfg.num_envs * cfg.unroll_length
+    prefill_collections = math.ceil(cfg.min_replay_size / cfg.unroll_length)
+    prefill = prefill_collections * per_train
+    per_epoch_steps = (cfg.total_env_steps - prefill) // (cfg.num_epochs * per_train)
+    per_epoch = per_epoch_steps * per_train
+    return StepPlan(
+        env_steps_per_train_step=per_train,
+        prefill_collections=prefill_collections,
+        prefill_env_steps=prefill,
+        train_steps_per_epoch=per_epoch_steps,
+        env_steps_per_epoch=per_epoch,
+        total_env_steps=prefill + per_epoch * cfg.num_epochs,
+        relabelled_pool=cfg.num_envs * (episode_length - 1),
+    )
+
+
+def _check_positive(cfg: TrainConfig, names: list[str]) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value <= 0:
+            raise ConfigError(f"{name} = {value}: must be positive")
+
+
+def validate(cfg: TrainConfig, known_envs: list[str] | None = None, episode_length: int | None = None) -> StepPlan:
+    """Reject configs that cannot run, before anything is traced. Returns the step plan."""
+    _check_positive(cfg, ["num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
+                          "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "critic_width",
+                          "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
+    for name in ("critic_depth", "actor_depth"):
+        depth = getattr(cfg, name)
+        if depth <= 0 or depth % BLOCK_LAYERS:
+            lower = max(BLOCK_LAYERS, depth - depth % BLOCK_LAYERS)
+            raise ConfigError(
+                f"{name} = {depth}: depth counts the Dense layers inside residual blocks of {BLOCK_LAYERS}, "
+                f"so it must be a positive multiple of {BLOCK_LAYERS} (e.g. {lower} or {lower + BLOCK_LAYERS})")
+    if not 0.0 < cfg.discount < 1.0:
+        raise ConfigError(f"discount = {cfg.discount}: must be in (0, 1)")
+    if cfg.logsumexp_penalty < 0:
+        raise ConfigError(f"logsumexp_penalty = {cfg.logsumexp_penalty}: must be >= 0")
+    if known_envs is not None:
+        for name in ("env", "eval_env"):
+            value = getattr(cfg, name)
+            if value is not None and value not in known_envs:
+                close = difflib.get_close_matches(value, known_envs, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                raise ConfigError(f"{name} = '{value}': unknown environment.{hint} "
+                                  f"Known: {', '.join(sorted(known_envs))} (see `crl envs`)")
+    if cfg.min_replay_size > cfg.max_replay_size:
+        raise ConfigError(f"min_replay_size = {cfg.min_replay_size} > max_replay_size = {cfg.max_replay_size}: "
+                          "the buffer cannot hold what training waits for; raise max_replay_size or lower min_replay_size")
+    if episode_length is None:
+        return None  # type: ignore[return-value]
+    if cfg.min_replay_size < episode_length:
+        raise ConfigError(f"min_replay_size = {cfg.min_replay_size} < episode_length = {episode_length}: training "
+                          f"samples windows of one episode length; set min_replay_size >= {episode_length}")
+    plan = plan_steps(cfg, episode_length)
+    if cfg.batch_size > plan.relabelled_pool:
+        raise ConfigError(f"batch_size = {cfg.batch_size} is larger than the relabelled pool of {plan.relabelled_pool} "
+                          f"transitions per training step (num_envs x (episode_length - 1)); lower batch_size or "
+                          f"raise num_envs")
+    max_sgd = plan.relabelled_pool // cfg.batch_size
+    if cfg.sgd_steps_per_train_step > max_sgd:
+        raise ConfigError(f"sgd_steps_per_train_step = {cfg.sgd_steps_per_train_step} needs more full batches than "
+                          f"the {max_sgd} that {plan.relabelled_pool} relabelled transitions give at batch_size "
+                          f"{cfg.batch_size}; set sgd_steps_per_train_step <= {max_sgd}")
+    if plan.train_steps_per_epoch < 1:
+        raise ConfigError(f"total_env_steps = {cfg.total_env_steps} leaves no training step: prefill takes "
+                          f"{plan.prefill_env_steps} env steps and one training step per epoch needs "
+                          f"{plan.env_steps_per_train_step} x num_epochs {cfg.num_epochs}; raise total_env_steps to at "
+                          f"least {plan.prefill_env_steps + plan.env_steps_per_train_step * cfg.num_epochs} or lower "
+                          f"num_epochs")
+    return plan
