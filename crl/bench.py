@@ -1,0 +1,182 @@
+"""Benchmarks: compile time and SGD-update time against depth; training throughput on a real env.
+
+Results go to docs/ as Markdown (median, ratio, device, versions, command) plus raw JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from crl.config import TrainConfig, plan_steps
+from crl.envs.spec import EnvSpec
+from crl.losses import Batch, make_losses
+from crl.networks import make_networks, param_count
+from crl.run import library_versions
+from crl.train import init_learner_state, make_optimizers, make_sgd_step, train
+
+# The reference's ant dimensions (state 29, goal = torso xy, 8 actions): shapes only, no simulator needed.
+ANT_SHAPES = EnvSpec(name="ant-shapes", backend="none", state_dim=29, goal_indices=(0, 1), action_size=8,
+                     episode_length=1000, dt=0.05, success_radius=0.5)
+DEFAULT_DEPTHS = (4, 16, 64, 256, 1024)
+DEFAULT_MAX_UNROLLED_DEPTH = 64  # unrolled compile grows with depth; beyond this it takes many minutes on CPU
+# anchors.md: reference env steps/s on CPU (ant, depth 4, batch 256, unroll 62), median of its epochs
+REFERENCE_ANCHORS = {32: {"sgd_steps": 50, "sps": 458.0}, 128: {"sgd_steps": 198, "sps": 394.0}}
+
+
+def machine_description() -> str:
+    devices = jax.devices()
+    kind = devices[0].device_kind if devices else "unknown"
+    return (f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} CPU cores; "
+            f"jax backend {jax.default_backend()} ({len(devices)} x {kind})").replace("  ", " ")
+
+
+def _random_batch(spec: EnvSpec, batch_size: int, key: jax.Array) -> Batch:
+    k1, k2, k3 = jax.random.split(key, 3)
+    return Batch(state=jax.random.normal(k1, (batch_size, spec.state_dim)),
+                 action=jax.random.uniform(k2, (batch_size, spec.action_size), minval=-1, maxval=1),
+                 goal=jax.random.normal(k3, (batch_size, spec.goal_dim)))
+
+
+def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int) -> dict:
+    """Compile one full SGD update (actor, alpha, critic + Adam) at `depth`; time compile and median step."""
+    cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
+                      remat=remat, compute_dtype=dtype)
+    networks = make_networks(ANT_SHAPES, cfg)
+    optimizers = make_optimizers(cfg)
+    step = make_sgd_step(make_losses(networks, cfg, ANT_SHAPES.action_size), optimizers)
+    key = jax.random.PRNGKey(0)
+    state = init_learner_state(networks, optimizers, key)
+    batch = _random_batch(ANT_SHAPES, batch_size, key)
+    t0 = time.perf_counter()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, (batch, key)).compile()
+    compile_s = time.perf_counter() - t0
+    memory = compiled.memory_analysis()
+    state, _ = compiled(state, (batch, key))  # warm-up
+    jax.block_until_ready(state.grad_steps)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        state, metrics = compiled(state, (batch, key))
+        jax.block_until_ready(metrics)
+        times.append(time.perf_counter() - t)
+    return {"depth": depth, "mode": "unrolled" if unrolled else "scan", "remat": remat, "dtype": dtype,
+            "batch": batch_size, "compile_s": compile_s, "step_ms_median": 1e3 * statistics.median(times),
+            "step_ms_min": 1e3 * min(times), "reps": reps,
+            "temp_bytes": getattr(memory, "temp_size_in_bytes", None),
+            "params": param_count(state.critic_params) + param_count(state.actor_params)}
+
+
+def _write(out: Path, title: str, command: str, table: list[str], notes: list[str], raw: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
+    lines = [f"# {title}", "", f"- Machine: {machine_description()}", f"- Versions: {versions}",
+             f"- Command: `{command}`", f"- Date: {time.strftime('%Y-%m-%d')}", "", *table, "", *notes, ""]
+    out.write_text("\n".join(lines))
+    out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+
+
+def bench_networks(args: argparse.Namespace) -> int:
+    rows = []
+    for depth in args.depths:
+        for unrolled in (False, True):
+            if unrolled and depth > args.max_unrolled_depth:
+                continue
+            row = time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps)
+            rows.append(row)
+            print(f"depth {depth:>5} {row['mode']:>8}: compile {row['compile_s']:7.2f} s, "
+                  f"update {row['step_ms_median']:9.2f} ms (median of {args.reps})", flush=True)
+    scan = {r["depth"]: r for r in rows if r["mode"] == "scan"}
+    base = scan[min(scan)]
+    table = ["| depth | mode | params (actor + critic) | compile s | compile / depth-4 scan | SGD update ms (median) | XLA temp MiB |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        temp = f"{r['temp_bytes'] / 2**20:.1f}" if r["temp_bytes"] is not None else "n/a"
+        table.append(f"| {r['depth']} | {r['mode']} | {r['params']:,} | {r['compile_s']:.2f} | "
+                     f"{r['compile_s'] / base['compile_s']:.2f}x | {r['step_ms_median']:.2f} | {temp} |")
+    deepest = scan[max(scan)]
+    notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
+             f"depth {base['depth']} (target: at most 3x).",
+             f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
+             f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256."]
+    _write(Path(args.out), "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
+           table, notes, rows)
+    return 0
+
+
+def bench_train(args: argparse.Namespace) -> int:
+    """Training env steps/s (evaluation excluded, like the reference's training/sps) on the anchor configs."""
+    results = []
+    for num_envs in args.num_envs:
+        sgd_steps = REFERENCE_ANCHORS.get(num_envs, {}).get("sgd_steps", args.sgd_steps)
+        base = TrainConfig(env=args.env, num_envs=num_envs, unroll_length=62, batch_size=256,
+                           sgd_steps_per_train_step=sgd_steps, critic_depth=args.depth, actor_depth=args.depth,
+                           num_eval_envs=args.eval_envs, reset_mode="cached", num_epochs=args.epochs,
+                           tensorboard=False, progress=False, total_env_steps=0)
+        plan = plan_steps(base, 1000)
+        base.total_env_steps = plan.prefill_env_steps + args.epochs * args.train_steps * plan.env_steps_per_train_step
+        with tempfile.TemporaryDirectory() as tmp:
+            base.run_dir = tmp
+            result = train(base, print_fn=None)
+        sps = [r["training/sps"] for r in result.history[1:]]
+        row = {"env": args.env, "num_envs": num_envs, "sgd_steps": sgd_steps, "depth": args.depth,
+               "sps_median": statistics.median(sps), "sps_all": sps,
+               "compile_s": result.history[0]["time/compile_s"],
+               "epoch_s_median": statistics.median(r["time/epoch_s"] for r in result.history[1:]),
+               "eval_s_median": statistics.median(r["time/eval_s"] for r in result.history[1:]),
+               "reference_sps": REFERENCE_ANCHORS.get(num_envs, {}).get("sps")}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    table = ["| env | num_envs | SGD steps / training step | depth | crl env steps/s (median) | reference (anchors.md) | ratio | compile s | train s / epoch | eval s / epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        ref = r["reference_sps"]
+        ratio = f"{r['sps_median'] / ref:.2f}x" if ref else "n/a"
+        table.append(f"| {r['env']} | {r['num_envs']} | {r['sgd_steps']} | {r['depth']} | {r['sps_median']:.0f} | "
+                     f"{ref or 'n/a'} | {ratio} | {r['compile_s']:.1f} | {r['epoch_s_median']:.2f} | "
+                     f"{r['eval_s_median']:.2f} |")
+    notes = [f"Config as anchors.md: width 256, batch 256, unroll 62, episode 1000, cached resets, "
+             f"{args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
+             "env steps/s = env steps of the jitted training epoch / its wall time (evaluation excluded, "
+             "the reference's training/sps); crl compiles ahead of time, so every epoch counts.",
+             "The reference figures were measured on this kind of machine (2 cores) by the anchors, with the "
+             "reference using about one core; crl's were measured here, not side by side in one run."]
+    _write(Path(args.out), f"Training throughput on {args.env} (CPU)", "crl " + " ".join(sys.argv[1:]),
+           table, notes, results)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="crl bench", description=__doc__)
+    sub = parser.add_subparsers(dest="which", required=True)
+    net = sub.add_parser("networks", help="compile time and SGD update time against depth")
+    net.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
+    net.add_argument("--batch", type=int, default=256)
+    net.add_argument("--max-unrolled-depth", type=int, default=DEFAULT_MAX_UNROLLED_DEPTH)
+    net.add_argument("--remat", action="store_true")
+    net.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    net.add_argument("--reps", type=int, default=5)
+    net.add_argument("--out", default="docs/bench_networks.md")
+    net.set_defaults(run=bench_networks)
+    tr = sub.add_parser("train", help="training env steps/s on the anchors.md configs")
+    tr.add_argument("--env", default="ant")
+    tr.add_argument("--num-envs", type=int, nargs="+", default=[32])
+    tr.add_argument("--sgd-steps", type=int, default=50, help="used where anchors.md has no figure")
+    tr.add_argument("--depth", type=int, default=4)
+    tr.add_argument("--epochs", type=int, default=4)
+    tr.add_argument("--train-steps", type=int, default=6, help="training steps per epoch")
+    tr.add_argument("--eval-envs", type=int, default=128)
+    tr.add_argument("--out", default="docs/bench_train.md")
+    tr.set_defaults(run=bench_train)
+    args = parser.parse_args(argv)
+    return args.run(args)

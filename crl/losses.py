@@ -1,0 +1,179 @@
+"""Contrastive critic, actor and entropy-temperature losses (reference section 1); float32 throughout.
+
+Energies are written for broadcastable inputs reduced over the last axis, so one definition gives both
+the B x B logits (phi[:, None] vs psi[None]) and the paired (B,) energies, exactly in float32 (no
+matmul, so no reduced-precision TF32 path on GPUs).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from crl.config import TrainConfig
+from crl.networks import CRLNetworks
+
+Metrics = dict[str, jax.Array]
+
+NORM_EPS = 1e-6  # inside sqrt of the 'norm' energy: finite gradient at phi == psi
+COSINE_EPS = 1e-12  # inside rsqrt of the per-sample L2 normalisation: finite at zero vectors
+
+
+@flax.struct.dataclass
+class Batch:
+    """One SGD batch of relabelled transitions: state (B, S), action (B, A), goal (B, G)."""
+
+    state: jax.Array
+    action: jax.Array
+    goal: jax.Array
+
+
+def _sum_last(x: jax.Array) -> jax.Array:
+    return jnp.sum(x, axis=-1)
+
+
+def _normalise(x: jax.Array) -> jax.Array:
+    """Per-sample L2 normalisation over the feature axis (not over the whole tensor)."""
+    return x * jax.lax.rsqrt(_sum_last(jnp.square(x))[..., None] + COSINE_EPS)
+
+
+def _neg_norm(x: jax.Array, y: jax.Array) -> jax.Array:
+    return -jnp.sqrt(_sum_last(jnp.square(x - y)) + NORM_EPS)
+
+
+def _neg_sq_dist(x: jax.Array, y: jax.Array) -> jax.Array:
+    return -_sum_last(jnp.square(x - y))
+
+
+def _dot(x: jax.Array, y: jax.Array) -> jax.Array:
+    return _sum_last(x * y)
+
+
+def _cosine(x: jax.Array, y: jax.Array) -> jax.Array:
+    return _sum_last(_normalise(x) * _normalise(y))
+
+
+# f(x, y) for broadcastable x, y, reduced over the last (representation) axis
+ENERGIES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
+    "norm": _neg_norm,
+    "l2": _neg_sq_dist,
+    "dot": _dot,
+    "cosine": _cosine,
+}
+
+
+def _check_kind(kind: str, table: dict[str, Any], what: str) -> None:
+    if kind not in table:
+        raise ValueError(f"unknown {what} '{kind}'; choose one of {', '.join(table)}")
+
+
+def pairwise_energy(phi: jax.Array, psi: jax.Array, kind: str) -> jax.Array:
+    """(B, B) logits L_ij = f(phi_i, psi_j), float32."""
+    _check_kind(kind, ENERGIES, "energy")
+    phi, psi = phi.astype(jnp.float32), psi.astype(jnp.float32)
+    return ENERGIES[kind](phi[:, None, :], psi[None, :, :])
+
+
+def paired_energy(phi: jax.Array, psi: jax.Array, kind: str) -> jax.Array:
+    """(B,) energies f(phi_i, psi_i): the diagonal of pairwise_energy without building B x B."""
+    _check_kind(kind, ENERGIES, "energy")
+    return ENERGIES[kind](phi.astype(jnp.float32), psi.astype(jnp.float32))
+
+
+def _off_diagonal_mean(values: jax.Array) -> jax.Array:
+    """Mean of the i != j entries of a square matrix (0 for a 1 x 1 matrix)."""
+    n = values.shape[0]
+    off = jnp.sum(values) - jnp.sum(jnp.diagonal(values))
+    return off / max(n * (n - 1), 1)
+
+
+def _fwd_infonce(logits: jax.Array) -> jax.Array:
+    return -jnp.mean(jnp.diagonal(logits) - jax.nn.logsumexp(logits, axis=1))
+
+
+def _bwd_infonce(logits: jax.Array) -> jax.Array:
+    return -jnp.mean(jnp.diagonal(logits) - jax.nn.logsumexp(logits, axis=0))
+
+
+def _sym_infonce(logits: jax.Array) -> jax.Array:
+    return _fwd_infonce(logits) + _bwd_infonce(logits)
+
+
+def _binary_nce(logits: jax.Array) -> jax.Array:
+    positives = -jnp.mean(jax.nn.log_sigmoid(jnp.diagonal(logits)))
+    negatives = -_off_diagonal_mean(jax.nn.log_sigmoid(-logits))  # log(1 - sigmoid(x)) = log_sigmoid(-x)
+    return positives + negatives
+
+
+# loss(logits) without the logsumexp penalty; positives on the diagonal
+CONTRASTIVE_LOSSES: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "fwd_infonce": _fwd_infonce,
+    "bwd_infonce": _bwd_infonce,
+    "sym_infonce": _sym_infonce,
+    "binary_nce": _binary_nce,
+}
+
+
+def critic_loss(logits: jax.Array, kind: str, penalty: float) -> tuple[jax.Array, Metrics]:
+    """Contrastive loss of B x B logits plus penalty * mean_i (logsumexp_j L_ij)^2, and its metrics."""
+    _check_kind(kind, CONTRASTIVE_LOSSES, "contrastive loss")
+    logits = logits.astype(jnp.float32)
+    row_lse = jax.nn.logsumexp(logits, axis=1)
+    loss = CONTRASTIVE_LOSSES[kind](logits) + penalty * jnp.mean(jnp.square(row_lse))
+    diag = jnp.diagonal(logits)
+    metrics = {
+        "critic_loss": loss,
+        "logsumexp": jnp.mean(row_lse),
+        "categorical_accuracy": jnp.mean(jnp.argmax(logits, axis=1) == jnp.arange(logits.shape[0])),
+        "logits_pos": jnp.mean(diag),
+        "logits_neg": _off_diagonal_mean(logits),
+    }
+    return loss, metrics
+
+
+def target_entropy(cfg: TrainConfig, action_size: int) -> float:
+    """H_target = -target_entropy_scale * action_size (reference: -0.5 * action_dim)."""
+    return -cfg.target_entropy_scale * action_size
+
+
+class Losses(NamedTuple):
+    """Pure loss functions closed over the networks and config (see make_losses)."""
+
+    critic_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
+    actor_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
+    alpha_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
+
+
+def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Losses:
+    """Critic, actor and alpha losses for a config; kinds are checked now, not at trace time."""
+    _check_kind(cfg.energy, ENERGIES, "energy")
+    _check_kind(cfg.contrastive_loss, CONTRASTIVE_LOSSES, "contrastive loss")
+    entropy_target = target_entropy(cfg, action_size)
+
+    def critic_loss_fn(critic_params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
+        """Contrastive loss over the batch: positives (s_i, a_i, g_i), negatives the other goals."""
+        phi = networks.sa_encode(critic_params, batch.state, batch.action)
+        psi = networks.g_encode(critic_params, batch.goal)
+        return critic_loss(pairwise_energy(phi, psi, cfg.energy), cfg.contrastive_loss, cfg.logsumexp_penalty)
+
+    def actor_loss_fn(actor_params: Any, critic_params: Any, log_alpha: jax.Array, batch: Batch,
+                      key: jax.Array) -> tuple[jax.Array, Metrics]:
+        """mean(alpha * log pi(a|s,g) - f(s, a, g)) with a ~ pi reparameterised and alpha held fixed."""
+        obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
+        action, log_prob = networks.sample_action(actor_params, obs, key)
+        energy = paired_energy(networks.sa_encode(critic_params, batch.state, action),
+                               networks.g_encode(critic_params, batch.goal), cfg.energy)
+        alpha = jnp.exp(jax.lax.stop_gradient(log_alpha))
+        loss = jnp.mean(alpha * log_prob - energy)
+        return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
+
+    def alpha_loss_fn(log_alpha: jax.Array, log_prob: jax.Array) -> tuple[jax.Array, Metrics]:
+        """alpha * mean(stopgrad(-log pi - H_target)): raises alpha when entropy is below the target."""
+        alpha = jnp.exp(log_alpha)
+        loss = alpha * jnp.mean(jax.lax.stop_gradient(-log_prob - entropy_target))
+        return loss, {"alpha_loss": loss, "alpha": alpha}
+
+    return Losses(critic_loss_fn, actor_loss_fn, alpha_loss_fn)

@@ -1,0 +1,198 @@
+"""Deep residual MLPs (reference section 3) and the CRL actor / critic encoders built from a config.
+
+Residual blocks are one block module stacked with `nn.scan`, so params have a leading
+(n_blocks, ...) axis and trace/compile time does not grow with depth.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from crl.config import BLOCK_LAYERS, TrainConfig
+from crl.envs.spec import EnvSpec
+
+Params = Any
+
+LOG_STD_MIN = -5.0  # actor log_std range (reference section 1)
+LOG_STD_MAX = 2.0
+TANH_LOG_DET_EPS = 1e-6  # inside log(1 - tanh(u)^2 + eps): keeps log pi finite at |a| -> 1
+LAYER_NORM_EPS = 1e-6  # flax default, as in the reference code
+KERNEL_INIT_SCALE = 1.0 / 3.0  # variance_scaling(1/3, 'fan_in', 'uniform')
+INIT_BATCH = 1  # dummy batch size used only to build param shapes
+ACTOR_HEADS = 2  # mean and pre-squash log_std
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"swish": nn.swish, "relu": nn.relu}
+DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+PRECISIONS: dict[str, jax.lax.Precision] = {
+    "default": jax.lax.Precision.DEFAULT,
+    "high": jax.lax.Precision.HIGH,
+    "highest": jax.lax.Precision.HIGHEST,
+}
+
+
+def kernel_init() -> Callable[..., jax.Array]:
+    """Kernel initialiser of every Dense layer (reference section 3)."""
+    return nn.initializers.variance_scaling(KERNEL_INIT_SCALE, "fan_in", "uniform")
+
+
+def num_blocks(depth: int) -> int:
+    """Residual blocks for a depth (Dense layers inside blocks); rejects depths not a positive multiple of 4."""
+    if depth <= 0 or depth % BLOCK_LAYERS:
+        lower = max(BLOCK_LAYERS, depth - depth % BLOCK_LAYERS)
+        raise ValueError(
+            f"depth = {depth}: depth counts the Dense layers inside residual blocks of {BLOCK_LAYERS}, so it must "
+            f"be a positive multiple of {BLOCK_LAYERS} (e.g. {lower} or {lower + BLOCK_LAYERS})")
+    return depth // BLOCK_LAYERS
+
+
+class DenseNormAct(nn.Module):
+    """Dense (compute dtype) -> LayerNorm (float32 statistics) -> activation; output float32."""
+
+    width: int
+    activation: str
+    compute_dtype: Any
+    precision: jax.lax.Precision | None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.Dense(self.width, dtype=self.compute_dtype, param_dtype=jnp.float32, precision=self.precision,
+                     kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name="dense")(x)
+        x = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=jnp.float32, param_dtype=jnp.float32,
+                         use_fast_variance=False, name="norm")(x.astype(jnp.float32))
+        return ACTIVATIONS[self.activation](x)
+
+
+class ResidualBlock(nn.Module):
+    """`h + [Dense -> LN -> act] x 4 (h)`, written as a scan body: (carry, None) -> (carry, None)."""
+
+    width: int
+    activation: str
+    compute_dtype: Any
+    precision: jax.lax.Precision | None
+
+    @nn.compact
+    def __call__(self, h: jax.Array, _: None) -> tuple[jax.Array, None]:
+        x = h
+        for i in range(BLOCK_LAYERS):
+            x = DenseNormAct(self.width, self.activation, self.compute_dtype, self.precision, name=f"layer_{i}")(x)
+        return h + x, None
+
+
+class ResidualMLP(nn.Module):
+    """Input layer, depth // 4 scanned residual blocks, then one float32 Dense head per `out_dims` entry."""
+
+    width: int
+    depth: int
+    out_dims: tuple[int, ...]
+    activation: str = "swish"
+    remat: bool = False
+    compute_dtype: Any = jnp.float32
+    precision: jax.lax.Precision | None = None
+    unroll: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
+        n_blocks = num_blocks(self.depth)
+        layer = (self.width, self.activation, self.compute_dtype, self.precision)
+        h = DenseNormAct(*layer, name="input")(x)
+        block = nn.remat(ResidualBlock, prevent_cse=False) if self.remat else ResidualBlock
+        blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_blocks,
+                         unroll=n_blocks if self.unroll else 1)
+        h, _ = blocks(*layer, name="blocks")(h, None)
+        return tuple(
+            nn.Dense(dim, dtype=self.compute_dtype, param_dtype=jnp.float32, precision=self.precision,
+                     kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name=f"head_{i}")(h)
+            .astype(jnp.float32)
+            for i, dim in enumerate(self.out_dims))
+
+
+def mlp_from_config(cfg: TrainConfig, width: int, depth: int, out_dims: tuple[int, ...]) -> ResidualMLP:
+    """A ResidualMLP with the config's activation, remat, dtype, precision and unroll settings."""
+    num_blocks(depth)  # reject bad depths eagerly, before anything is traced
+    return ResidualMLP(width=width, depth=depth, out_dims=out_dims, activation=cfg.activation, remat=cfg.remat,
+                       compute_dtype=DTYPES[cfg.compute_dtype], precision=PRECISIONS[cfg.matmul_precision],
+                       unroll=cfg.unroll_blocks)
+
+
+def squash_log_std(x: jax.Array) -> jax.Array:
+    """Map an unbounded head output into [LOG_STD_MIN, LOG_STD_MAX] (reference actor)."""
+    return LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(x) + 1.0)
+
+
+def tanh_gaussian_log_prob(pre_tanh: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """log pi(tanh(u)) summed over action dims: Normal(mean, std) log-density of u minus the tanh log-Jacobian."""
+    z = (pre_tanh - mean) * jnp.exp(-log_std)
+    normal = -0.5 * jnp.square(z) - log_std - 0.5 * math.log(2.0 * math.pi)
+    jacobian = jnp.log(1.0 - jnp.square(jnp.tanh(pre_tanh)) + TANH_LOG_DET_EPS)
+    return jnp.sum(normal - jacobian, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CRLNetworks:
+    """Actor and the two critic encoders as pure functions of explicit params (closed over, never traced)."""
+
+    actor: ResidualMLP
+    sa_encoder: ResidualMLP
+    g_encoder: ResidualMLP
+    state_dim: int
+    goal_dim: int
+    action_size: int
+
+    def init(self, key: jax.Array) -> Params:
+        """Fresh params {'actor': ..., 'critic': {'sa_encoder': ..., 'g_encoder': ...}} (float32)."""
+        k_actor, k_sa, k_g = jax.random.split(key, 3)
+        obs = jnp.zeros((INIT_BATCH, self.state_dim + self.goal_dim), jnp.float32)
+        sa = jnp.zeros((INIT_BATCH, self.state_dim + self.action_size), jnp.float32)
+        goal = jnp.zeros((INIT_BATCH, self.goal_dim), jnp.float32)
+        return {
+            "actor": self.actor.init(k_actor, obs)["params"],
+            "critic": {"sa_encoder": self.sa_encoder.init(k_sa, sa)["params"],
+                       "g_encoder": self.g_encoder.init(k_g, goal)["params"]},
+        }
+
+    def sa_encode(self, critic_params: Params, state: jax.Array, action: jax.Array) -> jax.Array:
+        """phi(s, a): (B, repr_dim) float32 from concat(state, action)."""
+        (phi,) = self.sa_encoder.apply({"params": critic_params["sa_encoder"]},
+                                       jnp.concatenate([state, action], axis=-1))
+        return phi
+
+    def g_encode(self, critic_params: Params, goal: jax.Array) -> jax.Array:
+        """psi(g): (B, repr_dim) float32 from the goal coordinates."""
+        (psi,) = self.g_encoder.apply({"params": critic_params["g_encoder"]}, goal)
+        return psi
+
+    def actor_dist(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(mean, log_std) of the pre-tanh Gaussian for obs = concat(state, goal); log_std in [-5, 2]."""
+        mean, raw_log_std = self.actor.apply({"params": actor_params}, obs)
+        return mean, squash_log_std(raw_log_std)
+
+    def sample_action(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Reparameterised a = tanh(mu + sigma * eps) and its log-probability (B,)."""
+        mean, log_std = self.actor_dist(actor_params, obs)
+        pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+        return jnp.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
+    def deterministic_action(self, actor_params: Params, obs: jax.Array) -> jax.Array:
+        """Evaluation action tanh(mu)."""
+        mean, _ = self.actor_dist(actor_params, obs)
+        return jnp.tanh(mean)
+
+
+def make_networks(spec: EnvSpec, cfg: TrainConfig) -> CRLNetworks:
+    """Actor (critic_* / actor_* depth and width taken separately) and encoders for an environment."""
+    return CRLNetworks(
+        actor=mlp_from_config(cfg, cfg.actor_width, cfg.actor_depth, (spec.action_size,) * ACTOR_HEADS),
+        sa_encoder=mlp_from_config(cfg, cfg.critic_width, cfg.critic_depth, (cfg.repr_dim,)),
+        g_encoder=mlp_from_config(cfg, cfg.critic_width, cfg.critic_depth, (cfg.repr_dim,)),
+        state_dim=spec.state_dim, goal_dim=spec.goal_dim, action_size=spec.action_size)
+
+
+def param_count(tree: Params) -> int:
+    """Total number of scalars in a pytree of arrays (or ShapeDtypeStructs)."""
+    return sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(tree))

@@ -1,0 +1,263 @@
+"""The CRL trainer: one TrainingState pytree, one jitted program per epoch, and the host loop around it."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from crl import buffer as rb
+from crl import envs
+from crl.acting import collect_unroll
+from crl.config import StepPlan, TrainConfig, validate
+from crl.evaluate import HEADLINE_PREFIX, make_evaluator
+from crl.losses import Batch, make_losses
+from crl.networks import make_networks, param_count
+from crl.run import RunLogger, default_run_dir, format_duration, progress_line
+
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainingState:
+    """Everything needed to continue a run: params, optimiser states, buffer, envs, RNG and counters."""
+
+    actor_params: Any
+    critic_params: Any
+    log_alpha: jax.Array
+    actor_opt_state: Any
+    critic_opt_state: Any
+    alpha_opt_state: Any
+    buffer: rb.BufferState
+    env_state: Any
+    key: jax.Array
+    env_steps: jax.Array
+    grad_steps: jax.Array
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or metric became NaN/Inf; training stops instead of writing garbage."""
+
+
+@dataclasses.dataclass
+class Trainer:
+    """Pure, jittable pieces of one configured run (the state lives outside, in TrainingState)."""
+
+    cfg: TrainConfig
+    plan: StepPlan
+    spec: envs.EnvSpec
+    eval_spec: envs.EnvSpec
+    networks: Any
+    env: Any
+    eval_env: Any
+    losses: Any
+    evaluate: Callable
+    optimizers: Optimizers
+    sgd_step: Callable
+    trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    # ------------------------------------------------------------------ state
+    def init(self, key: jax.Array) -> TrainingState:
+        key, learner_key, env_key = jax.random.split(key, 3)
+        state = init_learner_state(self.networks, self.optimizers, learner_key)
+        buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
+                                self.spec.action_size)
+        return state.replace(buffer=buffer, env_state=self.env.reset(env_key), key=key)
+
+    # --------------------------------------------------------------- pieces
+    def _collect_and_insert(self, state: TrainingState) -> TrainingState:
+        key, collect_key = jax.random.split(state.key)
+        env_state, chunk = collect_unroll(self.env, self.networks.sample_action, state.actor_params,
+                                          state.env_state, collect_key, self.cfg.unroll_length)
+        return state.replace(env_state=env_state, buffer=rb.insert(state.buffer, chunk), key=key,
+                             env_steps=state.env_steps + self.plan.env_steps_per_train_step)
+
+    def _train_step(self, state: TrainingState, _=None) -> tuple[TrainingState, Metrics]:
+        """Collect, insert, sample one window per env, relabel future goals, shuffle, scan SGD steps."""
+        state = self._collect_and_insert(state)
+        key, window_key, relabel_key, shuffle_key, sgd_key = jax.random.split(state.key, 5)
+        windows = rb.sample_windows(state.buffer, window_key, self.spec.episode_length)
+        pool = rb.relabel(windows, relabel_key, self.cfg.discount, self.spec.state_dim, self.spec.goal_indices)
+        batches = rb.shuffle_into_batches(pool, shuffle_key, self.cfg.sgd_steps_per_train_step, self.cfg.batch_size)
+        batches = Batch(state=batches["state"], action=batches["action"], goal=batches["goal"])
+        sgd_keys = jax.random.split(sgd_key, self.cfg.sgd_steps_per_train_step)
+        state, metrics = jax.lax.scan(self.sgd_step, state.replace(key=key), (batches, sgd_keys))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    # ------------------------------------------------------- jitted programs
+    def prefill(self, state: TrainingState) -> TrainingState:
+        """Fill the buffer to min_replay_size steps per env with the initial stochastic actor."""
+        self._count_trace("prefill")
+        return jax.lax.fori_loop(0, self.plan.prefill_collections,
+                                 lambda _, s: self._collect_and_insert(s), state)
+
+    def epoch(self, state: TrainingState) -> tuple[TrainingState, Metrics]:
+        """One epoch = train_steps_per_epoch training steps, as one program; metrics averaged over it."""
+        self._count_trace("epoch")
+        state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.train_steps_per_epoch)
+        return state, {f"training/{k}": v.mean() for k, v in metrics.items()}
+
+    def _count_trace(self, name: str) -> None:
+        # Runs only while tracing: counts compilations of each program (tests assert one per run).
+        self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
+
+
+class Optimizers(NamedTuple):
+    actor: optax.GradientTransformation
+    critic: optax.GradientTransformation
+    alpha: optax.GradientTransformation
+
+
+def make_optimizers(cfg: TrainConfig) -> Optimizers:
+    """Adam for actor, critic and alpha; no clipping, no weight decay (reference section 1)."""
+    return Optimizers(optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr))
+
+
+def init_learner_state(networks: Any, opt: Optimizers, key: jax.Array) -> TrainingState:
+    """Fresh params, log_alpha = 0 and optimiser states; no buffer or envs yet (benchmarks use this alone)."""
+    params = networks.init(key)
+    log_alpha = jnp.zeros((), jnp.float32)
+    return TrainingState(
+        actor_params=params["actor"], critic_params=params["critic"], log_alpha=log_alpha,
+        actor_opt_state=opt.actor.init(params["actor"]), critic_opt_state=opt.critic.init(params["critic"]),
+        alpha_opt_state=opt.alpha.init(log_alpha), buffer=None, env_state=None, key=key,
+        env_steps=jnp.zeros((), jnp.int32), grad_steps=jnp.zeros((), jnp.int32))
+
+
+def make_sgd_step(losses: Any, opt: Optimizers) -> Callable:
+    """Build sgd_step(state, (batch, key)) -> (state, metrics) over any TrainingState-shaped pytree.
+
+    Actor and alpha are updated first against the pre-step critic, then the critic, all on one batch.
+    """
+
+    def sgd_step(state: TrainingState, batch_and_key) -> tuple[TrainingState, Metrics]:
+        batch, key = batch_and_key
+        (_, actor_metrics), actor_grads = jax.value_and_grad(losses.actor_loss_fn, has_aux=True)(
+            state.actor_params, state.critic_params, state.log_alpha, batch, key)
+        (_, alpha_metrics), alpha_grad = jax.value_and_grad(losses.alpha_loss_fn, has_aux=True)(
+            state.log_alpha, -actor_metrics["entropy"])
+        (_, critic_metrics), critic_grads = jax.value_and_grad(losses.critic_loss_fn, has_aux=True)(
+            state.critic_params, batch)
+        actor_params, actor_opt_state = _apply(opt.actor, actor_grads, state.actor_opt_state, state.actor_params)
+        log_alpha, alpha_opt_state = _apply(opt.alpha, alpha_grad, state.alpha_opt_state, state.log_alpha)
+        critic_params, critic_opt_state = _apply(opt.critic, critic_grads, state.critic_opt_state,
+                                                 state.critic_params)
+        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state, log_alpha=log_alpha,
+                              alpha_opt_state=alpha_opt_state, critic_params=critic_params,
+                              critic_opt_state=critic_opt_state, grad_steps=state.grad_steps + 1)
+        return state, {**actor_metrics, **alpha_metrics, **critic_metrics}
+
+    return sgd_step
+
+
+def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def make_trainer(cfg: TrainConfig) -> Trainer:
+    """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
+    validate(cfg, known_envs=envs.list_envs())
+    spec = envs.spec(cfg.env)
+    eval_name = cfg.eval_env or cfg.env
+    eval_spec = envs.spec(eval_name)
+    plan = validate(cfg, known_envs=envs.list_envs(), episode_length=spec.episode_length)
+    if (eval_spec.obs_dim, eval_spec.action_size) != (spec.obs_dim, spec.action_size):
+        from crl.config import ConfigError
+
+        raise ConfigError(f"eval_env '{eval_name}' has obs/action dims ({eval_spec.obs_dim}, {eval_spec.action_size}) "
+                          f"but env '{cfg.env}' has ({spec.obs_dim}, {spec.action_size}); pick an eval env of the "
+                          f"same robot (e.g. the _eval layout of the same maze)")
+    networks = make_networks(spec, cfg)
+    env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
+    eval_env = envs.wrap_for_eval(envs.make(eval_name), eval_spec.episode_length, cfg.num_eval_envs)
+    evaluate = make_evaluator(eval_env, eval_spec, networks.deterministic_action, eval_spec.episode_length)
+    losses = make_losses(networks, cfg, spec.action_size)
+    optimizers = make_optimizers(cfg)
+    return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, networks=networks, env=env,
+                   eval_env=eval_env, losses=losses, evaluate=evaluate, optimizers=optimizers,
+                   sgd_step=make_sgd_step(losses, optimizers))
+
+
+def _check_finite(metrics: dict[str, float], epoch: int) -> None:
+    bad = [name for name, value in metrics.items() if not jnp.isfinite(value)]
+    if bad:
+        raise NonFiniteError(f"epoch {epoch}: non-finite {', '.join(bad)}; training stopped. Lower the learning "
+                             f"rates, use compute_dtype=float32, or check the environment for NaN observations")
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: TrainingState
+    history: list[dict[str, float]]
+    run_dir: Any
+    trainer: Trainer
+
+
+def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[str], None] | None = print) -> TrainResult:
+    """Host loop: compile (timed apart), prefill, then per epoch: train, evaluate, log, report progress."""
+    trainer = trainer or make_trainer(cfg)
+    plan, say = trainer.plan, (print_fn if cfg.progress and print_fn else (lambda _: None))
+    run_dir = cfg.run_dir or default_run_dir(cfg)
+    state = trainer.init(jax.random.PRNGKey(cfg.seed))
+    params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
+    logger = RunLogger(run_dir, cfg, plan, extra={"parameters": params_info})
+    say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
+        f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
+        f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
+    say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
+        f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
+        f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
+        f"(asked {cfg.total_env_steps:,})")
+
+    t0 = time.perf_counter()
+    prefill = jax.jit(trainer.prefill, donate_argnums=0).lower(state).compile()
+    epoch = jax.jit(trainer.epoch, donate_argnums=0).lower(state).compile()
+    evaluate = jax.jit(trainer.evaluate).lower(state.actor_params, state.key).compile()
+    compile_s = time.perf_counter() - t0
+    say(f"crl: compiled prefill, epoch and evaluation in {compile_s:.1f} s")
+
+    eval_key = jax.random.PRNGKey(cfg.seed + 1)
+    history = []
+    headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
+
+    def evaluate_and_log(epoch_index: int, state: TrainingState, extra: dict[str, Any]) -> dict[str, float]:
+        nonlocal eval_key
+        eval_key, key = jax.random.split(eval_key)
+        t_eval = time.perf_counter()
+        metrics = {k: float(v) for k, v in evaluate(state.actor_params, key).items()}
+        metrics["time/eval_s"] = time.perf_counter() - t_eval
+        metrics.update(extra, epoch=epoch_index, grad_steps=int(state.grad_steps))
+        record = logger.log(int(state.env_steps), metrics)
+        history.append(record)
+        return record
+
+    t_prefill = time.perf_counter()
+    state = prefill(state)
+    jax.block_until_ready(state.env_steps)
+    record = evaluate_and_log(0, state, {"time/compile_s": compile_s,
+                                         "time/prefill_s": time.perf_counter() - t_prefill})
+    say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}")
+
+    train_time = 0.0
+    try:
+        for epoch_index in range(1, cfg.num_epochs + 1):
+            t_epoch = time.perf_counter()
+            state, metrics = epoch(state)
+            metrics = {k: float(v) for k, v in metrics.items()}
+            epoch_s = time.perf_counter() - t_epoch
+            train_time += epoch_s
+            _check_finite(metrics, epoch_index)
+            metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
+            metrics["time/epoch_s"] = epoch_s
+            record = evaluate_and_log(epoch_index, state, metrics)
+            eta = (train_time + sum(r["time/eval_s"] for r in history)) / epoch_index * (cfg.num_epochs - epoch_index)
+            say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
+    finally:
+        logger.close()
+    say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir / 'metrics.jsonl'}")
+    return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer)

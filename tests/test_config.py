@@ -1,0 +1,88 @@
+"""Configs: presets load, overrides apply, and every impossible config is rejected before compiling."""
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from crl import cli
+from crl.config import ConfigError, TrainConfig, from_dict, load_yaml, plan_steps, validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+KNOWN = ["ant", "point_u_maze", "point_big_maze"]
+EPISODE = 1000
+
+
+def paper(**changes) -> TrainConfig:
+    return dataclasses.replace(load_yaml(CONFIGS / "paper.yaml"), **changes)
+
+
+def test_presets_load_and_validate():
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        cfg = load_yaml(path)
+        validate(cfg, known_envs=None)
+
+
+def test_paper_preset_has_table7_values():
+    cfg = paper()
+    assert (cfg.num_envs, cfg.unroll_length, cfg.batch_size, cfg.sgd_steps_per_train_step) == (512, 62, 512, 800)
+    assert (cfg.max_replay_size, cfg.min_replay_size, cfg.discount, cfg.logsumexp_penalty) == (10_000, 1_000, 0.99, 0.1)
+    assert (cfg.actor_lr, cfg.critic_lr, cfg.alpha_lr, cfg.critic_width, cfg.repr_dim) == (3e-4, 3e-4, 3e-4, 256, 64)
+
+
+def test_step_plan_matches_reference_accounting():
+    # reference section 2: 100 M steps / 100 epochs at 512 x 62 -> 31 training steps per epoch,
+    # prefill = ceil(1000 / 62) = 17 collections
+    plan = plan_steps(paper(), EPISODE)
+    assert plan.env_steps_per_train_step == 31_744
+    assert plan.prefill_collections == 17
+    assert plan.prefill_env_steps == 17 * 31_744
+    assert plan.train_steps_per_epoch == (100_000_000 - 17 * 31_744) // (100 * 31_744) == 31
+    assert plan.total_env_steps == 17 * 31_744 + 100 * 31 * 31_744
+    assert plan.relabelled_pool == 512 * 999
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"critic_depth": 6}, ["critic_depth = 6", "multiple of 4"]),
+    ({"actor_depth": 0}, ["actor_depth = 0", "multiple of 4"]),
+    ({"env": "antt"}, ["unknown environment", "Did you mean 'ant'"]),
+    ({"eval_env": "point_u_maz"}, ["eval_env", "point_u_maze"]),
+    ({"min_replay_size": 20_000}, ["min_replay_size = 20000 > max_replay_size", "lower min_replay_size"]),
+    ({"min_replay_size": 500}, ["min_replay_size = 500 < episode_length = 1000", ">= 1000"]),
+    ({"num_envs": 1, "batch_size": 2048}, ["larger than the relabelled pool of 999", "lower batch_size"]),
+    ({"sgd_steps_per_train_step": 1000}, ["sgd_steps_per_train_step = 1000", "<= 999"]),
+    ({"total_env_steps": 100_000}, ["leaves no training step", "raise total_env_steps"]),
+    ({"num_envs": -4}, ["num_envs = -4", "positive"]),
+    ({"discount": 1.0}, ["discount", "(0, 1)"]),
+])
+def test_bad_configs_are_rejected_with_a_message(changes, words):
+    with pytest.raises(ConfigError) as err:
+        validate(paper(**changes), known_envs=KNOWN, episode_length=EPISODE)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
+def test_unknown_yaml_field_names_the_closest(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("critic_dept: 8\n")
+    with pytest.raises(ConfigError, match="unknown field 'critic_dept'.*critic_depth"):
+        load_yaml(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="unknown field 'banana'"):
+        from_dict({"banana": 1})
+
+
+def test_cli_rejects_bad_config_before_compiling(capsys, tmp_path):
+    code = cli.main(["train", "--config", str(CONFIGS / "quickstart.yaml"), "--critic-depth", "10",
+                     "--run-dir", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "critic_depth = 10" in err and "multiple of 4" in err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_cli_unknown_env_lists_known(capsys, tmp_path):
+    code = cli.main(["train", "--config", str(CONFIGS / "quickstart.yaml"), "--env", "point_u_maz",
+                     "--run-dir", str(tmp_path / "run")])
+    assert code == 2
+    assert "Did you mean 'point_u_maze'" in capsys.readouterr().err

@@ -1,0 +1,266 @@
+"""ResidualMLP and CRL networks: exact param counts, an independent numpy forward pass, scan/unroll/remat
+equivalence, mixed precision, depth validation and a 1024-layer forward + backward on CPU."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from crl.config import TrainConfig
+from crl.networks import (LAYER_NORM_EPS, LOG_STD_MAX, LOG_STD_MIN, ResidualMLP, make_networks, num_blocks,
+                          param_count)
+from crl.envs.spec import EnvSpec
+
+WIDTH = 256
+REPR = 64
+BLOCK = 4
+ANT = EnvSpec(name="ant", backend="spring", state_dim=29, goal_indices=(0, 1), action_size=8,
+              episode_length=1000, dt=0.05, success_radius=0.5)
+HUMANOID = EnvSpec(name="humanoid", backend="spring", state_dim=268, goal_indices=(0, 1, 2), action_size=17,
+                   episode_length=1000, dt=0.03, success_radius=0.5)
+TINY_SPEC = EnvSpec(name="tiny", backend="jax", state_dim=5, goal_indices=(0, 1), action_size=3,
+                    episode_length=10, dt=0.1, success_radius=0.5)
+SMALL = dict(width=16, depth=8)  # two residual blocks: enough to tell blocks apart, cheap to compile
+
+
+# ---------------------------------------------------------------- parameter counts (reference section 3)
+
+def dense(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def mlp_params(n_in, width, depth, heads):
+    """Input Dense+LN, depth x (Dense+LN) inside blocks, one Dense per head."""
+    layer_norm = 2 * width
+    return dense(n_in, width) + layer_norm + depth * (dense(width, width) + layer_norm) + sum(
+        dense(width, h) for h in heads)
+
+
+def expected_counts(spec, depth):
+    critic = (mlp_params(spec.state_dim + spec.action_size, WIDTH, depth, (REPR,))
+              + mlp_params(spec.goal_dim, WIDTH, depth, (REPR,)))
+    actor = mlp_params(spec.obs_dim, WIDTH, depth, (spec.action_size, spec.action_size))
+    return critic, actor
+
+
+def counted(spec, depth):
+    cfg = TrainConfig(critic_depth=depth, actor_depth=depth, critic_width=WIDTH, actor_width=WIDTH, repr_dim=REPR)
+    shapes = jax.eval_shape(make_networks(spec, cfg).init, jax.random.key(0))
+    return param_count(shapes["critic"]), param_count(shapes["actor"])
+
+
+def test_ant_d4_counts_exact():
+    assert counted(ANT, 4) == expected_counts(ANT, 4) == (574_848, 278_032)
+
+
+@pytest.mark.parametrize("spec, depth, paper_millions, digits", [
+    (ANT, 4, (0.57, 0.28), 2),
+    (ANT, 64, (8.53, 4.26), 2),
+    (HUMANOID, 4, (0.64, 0.34), 2),
+    (HUMANOID, 64, (8.6, 4.3), 1),
+    (HUMANOID, 1024, (135.9, 68.0), 1),
+])
+def test_counts_match_formula_and_paper(spec, depth, paper_millions, digits):
+    critic, actor = counted(spec, depth)
+    assert (critic, actor) == expected_counts(spec, depth)
+    assert (round(critic / 1e6, digits), round(actor / 1e6, digits)) == paper_millions
+
+
+# ---------------------------------------------------------------- independent numpy forward pass
+
+def np_layer(x, p, act):
+    y = x @ np.asarray(p["dense"]["kernel"], np.float64) + np.asarray(p["dense"]["bias"], np.float64)
+    mu = y.mean(-1, keepdims=True)
+    var = ((y - mu) ** 2).mean(-1, keepdims=True)
+    y = (y - mu) / np.sqrt(var + LAYER_NORM_EPS) * np.asarray(p["norm"]["scale"]) + np.asarray(p["norm"]["bias"])
+    return act(y)
+
+
+def np_swish(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def np_relu(x):
+    return np.maximum(x, 0.0)
+
+
+def np_forward(params, x, n_heads, act=np_swish):
+    """Reference section 3 written directly over the param tree, in float64."""
+    h = np_layer(np.asarray(x, np.float64), params["input"], act)
+    blocks = params["blocks"]
+    n_blocks = blocks["layer_0"]["dense"]["kernel"].shape[0]
+    for b in range(n_blocks):
+        x = h
+        for i in range(BLOCK):
+            layer = jax.tree.map(lambda a: np.asarray(a)[b], blocks[f"layer_{i}"])
+            x = np_layer(x, layer, act)
+        h = h + x
+    return [h @ np.asarray(params[f"head_{i}"]["kernel"], np.float64) + np.asarray(params[f"head_{i}"]["bias"])
+            for i in range(n_heads)]
+
+
+@pytest.fixture(scope="module")
+def small_mlp():
+    model = ResidualMLP(out_dims=(3, 2), **SMALL)
+    x = jax.random.normal(jax.random.key(1), (4, 7))
+    params = model.init(jax.random.key(0), x)["params"]
+    return model, params, x
+
+
+def test_forward_matches_numpy(small_mlp):
+    model, params, x = small_mlp
+    outs = model.apply({"params": params}, x)
+    assert [o.dtype for o in outs] == [jnp.float32, jnp.float32]
+    for got, want in zip(outs, np_forward(params, x, 2)):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
+
+
+def test_relu_matches_numpy():
+    model = ResidualMLP(out_dims=(3,), activation="relu", **SMALL)
+    x = jax.random.normal(jax.random.key(1), (4, 7))
+    params = model.init(jax.random.key(0), x)["params"]
+    (got,) = model.apply({"params": params}, x)
+    np.testing.assert_allclose(np.asarray(got), np_forward(params, x, 1, np_relu)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_param_tree_stacked_and_blocks_independent(small_mlp):
+    _, params, _ = small_mlp
+    kernels = params["blocks"]["layer_0"]["dense"]["kernel"]
+    assert kernels.shape == (num_blocks(SMALL["depth"]), SMALL["width"], SMALL["width"])
+    assert not np.allclose(kernels[0], kernels[1])
+    assert np.all(params["blocks"]["layer_0"]["dense"]["bias"] == 0)
+    assert np.all(params["blocks"]["layer_0"]["norm"]["scale"] == 1)
+    bound = math.sqrt(3 * (1 / 3) / SMALL["width"])  # variance_scaling(1/3, fan_in, uniform)
+    assert np.abs(kernels).max() <= bound
+    assert np.abs(kernels).max() > 0.9 * bound
+
+
+def test_unroll_same_tree_and_function(small_mlp):
+    model, params, x = small_mlp
+    unrolled = ResidualMLP(out_dims=(3, 2), unroll=True, **SMALL)
+    unrolled_init = unrolled.init(jax.random.key(0), x)["params"]
+    assert jax.tree.structure(unrolled_init) == jax.tree.structure(params)
+    for a, b in zip(model.apply({"params": params}, x), unrolled.apply({"params": params}, x)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    text = jax.jit(unrolled.apply).lower({"params": params}, x).as_text()
+    assert "stablehlo.while" not in text  # straight-line blocks
+    assert "stablehlo.while" in jax.jit(model.apply).lower({"params": params}, x).as_text()
+
+
+def test_remat_same_outputs_and_gradients(small_mlp):
+    model, params, x = small_mlp
+    remat = ResidualMLP(out_dims=(3, 2), remat=True, **SMALL)
+
+    def loss(m, p):
+        a, b = m.apply({"params": p}, x)
+        return jnp.sum(jnp.sin(a)) + jnp.sum(b ** 2)
+
+    v0, g0 = jax.value_and_grad(lambda p: loss(model, p))(params)
+    v1, g1 = jax.value_and_grad(lambda p: loss(remat, p))(params)
+    np.testing.assert_allclose(v0, v1, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g0, g1)
+
+
+def test_bf16_compute_close_to_fp32(small_mlp):
+    model, params, x = small_mlp
+    bf16 = ResidualMLP(out_dims=(3, 2), compute_dtype=jnp.bfloat16, **SMALL)
+    assert jax.tree.all(jax.tree.map(lambda a: a.dtype == jnp.float32,
+                                     bf16.init(jax.random.key(0), x)["params"]))
+    for a, b in zip(model.apply({"params": params}, x), bf16.apply({"params": params}, x)):
+        assert b.dtype == jnp.float32
+        scale = float(jnp.abs(a).max())
+        np.testing.assert_allclose(b, a, atol=0.05 * scale)
+        assert not np.array_equal(a, b)  # bf16 really was used
+
+
+@pytest.mark.parametrize("depth", [6, 0, -4, 2])
+def test_bad_depth_rejected(depth):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        ResidualMLP(width=8, depth=depth, out_dims=(2,)).init(jax.random.key(0), jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match=f"depth = {depth}"):
+        make_networks(TINY_SPEC, TrainConfig(critic_depth=depth))
+
+
+# ---------------------------------------------------------------- CRL networks built from a config
+
+TINY_CFG = TrainConfig(critic_depth=4, critic_width=16, actor_depth=8, actor_width=8, repr_dim=6)
+
+
+@pytest.fixture(scope="module")
+def tiny_nets():
+    nets = make_networks(TINY_SPEC, TINY_CFG)
+    return nets, nets.init(jax.random.key(0))
+
+
+def test_make_networks_shapes_and_config(tiny_nets):
+    nets, params = tiny_nets
+    assert set(params) == {"actor", "critic"} and set(params["critic"]) == {"sa_encoder", "g_encoder"}
+    assert params["actor"]["blocks"]["layer_0"]["dense"]["kernel"].shape == (2, 8, 8)
+    assert params["critic"]["sa_encoder"]["blocks"]["layer_0"]["dense"]["kernel"].shape == (1, 16, 16)
+    assert params["critic"]["sa_encoder"]["input"]["dense"]["kernel"].shape == (5 + 3, 16)
+    assert params["critic"]["g_encoder"]["input"]["dense"]["kernel"].shape == (2, 16)
+    assert params["actor"]["input"]["dense"]["kernel"].shape == (5 + 2, 8)
+    b = 3
+    state, goal, action = jnp.ones((b, 5)), jnp.ones((b, 2)), jnp.zeros((b, 3))
+    assert nets.sa_encode(params["critic"], state, action).shape == (b, 6)
+    assert nets.g_encode(params["critic"], goal).shape == (b, 6)
+    cfg = TrainConfig(compute_dtype="bfloat16", matmul_precision="highest", unroll_blocks=True, remat=True,
+                      activation="relu")
+    actor = make_networks(TINY_SPEC, cfg).actor
+    assert (actor.compute_dtype, actor.precision, actor.unroll, actor.remat, actor.activation) == (
+        jnp.bfloat16, jax.lax.Precision.HIGHEST, True, True, "relu")
+
+
+def test_encoders_match_numpy(tiny_nets):
+    nets, params = tiny_nets
+    state, action, goal = (jax.random.normal(jax.random.key(i), (4, n)) for i, n in enumerate((5, 3, 2)))
+    phi = nets.sa_encode(params["critic"], state, action)
+    want = np_forward(params["critic"]["sa_encoder"], np.concatenate([state, action], -1), 1)[0]
+    np.testing.assert_allclose(phi, want, rtol=1e-4, atol=1e-5)
+    psi = nets.g_encode(params["critic"], goal)
+    np.testing.assert_allclose(psi, np_forward(params["critic"]["g_encoder"], goal, 1)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_actor_log_std_bounds_and_deterministic_action(tiny_nets):
+    nets, params = tiny_nets
+    obs = jax.random.normal(jax.random.key(3), (64, 7)) * jnp.logspace(-2, 4, 64)[:, None]
+    mean, log_std = nets.actor_dist(params["actor"], obs)
+    assert jnp.all(log_std >= LOG_STD_MIN) and jnp.all(log_std <= LOG_STD_MAX)
+    raw = np_forward(params["actor"], obs, 2)
+    np.testing.assert_allclose(mean, raw[0], rtol=1e-4, atol=1e-4)
+    want_log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(raw[1]) + 1)
+    np.testing.assert_allclose(log_std, want_log_std, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(nets.deterministic_action(params["actor"], obs), np.tanh(raw[0]), atol=1e-4)
+
+
+def test_sample_action_statistics(tiny_nets):
+    """Pre-tanh samples of one observation have the actor's mean and std."""
+    nets, params = tiny_nets
+    n = 4096
+    obs = jnp.broadcast_to(jax.random.normal(jax.random.key(4), (1, 7)), (n, 7))
+    action, log_prob = nets.sample_action(params["actor"], obs, jax.random.key(5))
+    assert action.shape == (n, 3) and log_prob.shape == (n,)
+    assert jnp.all(jnp.abs(action) < 1)
+    mean, log_std = nets.actor_dist(params["actor"], obs[:1])
+    pre = np.arctanh(np.asarray(action, np.float64))
+    std = np.exp(np.asarray(log_std[0]))
+    assert np.all(np.abs(pre.mean(0) - np.asarray(mean[0])) < 5 * std / math.sqrt(n))  # 5 standard errors
+    np.testing.assert_allclose(pre.std(0), std, rtol=0.1)
+
+
+def test_depth_1024_forward_and_backward():
+    model = ResidualMLP(width=WIDTH, depth=1024, out_dims=(REPR,), remat=True)
+    x = jax.random.normal(jax.random.key(0), (4, 37))
+    params = model.init(jax.random.key(1), x)["params"]
+    assert param_count(params) == mlp_params(37, WIDTH, 1024, (REPR,))
+
+    @jax.jit
+    def loss_and_grad(p):
+        return jax.value_and_grad(lambda q: jnp.mean(model.apply({"params": q}, x)[0] ** 2))(p)
+
+    loss, grads = loss_and_grad(params)
+    assert np.isfinite(loss)
+    assert jax.tree.all(jax.tree.map(lambda g: bool(jnp.all(jnp.isfinite(g))), grads))
+    first_block = grads["blocks"]["layer_0"]["dense"]["kernel"][0]
+    assert float(jnp.abs(first_block).sum()) > 0  # gradient reaches the bottom of the stack
