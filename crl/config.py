@@ -60,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     run_dir: str | None = None  # None: runs/<env>-<timestamp>
     tensorboard: bool = True
+    random_baseline: bool = True  # also evaluate a uniform random policy once, logged as eval/random_*
     progress: bool = True
 
 

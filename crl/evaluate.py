@@ -1,4 +1,4 @@
-"""Evaluation: deterministic actor, fresh resets, time-at-goal metrics summed while an episode lives."""
+"""Evaluation: fresh resets, time-at-goal metrics summed while an episode lives, for any policy."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -9,10 +9,21 @@ import jax.numpy as jnp
 from crl.envs.spec import EnvSpec
 
 HEADLINE_PREFIX = "eval/episode_"
+Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (params, obs, key) -> action
 
 
-def make_evaluator(eval_env, spec: EnvSpec, deterministic_action: Callable, episode_length: int) -> Callable:
-    """Build evaluate(actor_params, key) -> {metric: scalar}, pure and jittable.
+def deterministic_policy(deterministic_action: Callable) -> Policy:
+    """The evaluation policy of the paper: tanh(mu), ignoring the key."""
+    return lambda params, obs, key: deterministic_action(params, obs)
+
+
+def uniform_random_policy(action_size: int) -> Policy:
+    """Uniform actions in [-1, 1]: the baseline that learning must beat."""
+    return lambda params, obs, key: jax.random.uniform(key, (obs.shape[0], action_size), minval=-1.0, maxval=1.0)
+
+
+def make_evaluator(eval_env, spec: EnvSpec, policy: Policy, episode_length: int) -> Callable:
+    """Build evaluate(params, key) -> {metric: scalar}, pure and jittable.
 
     Each metric the spec names is summed over the steps of an episode while it is alive (the step that
     terminates it still counts, as in brax's evaluator), then averaged over eval envs: the sum of
@@ -20,18 +31,20 @@ def make_evaluator(eval_env, spec: EnvSpec, deterministic_action: Callable, epis
     """
     names = spec.metric_names
 
-    def evaluate(actor_params: Any, key: jax.Array) -> dict[str, jax.Array]:
-        state = eval_env.reset(key)
+    def evaluate(params: Any, key: jax.Array) -> dict[str, jax.Array]:
+        reset_key, act_key = jax.random.split(key)
+        state = eval_env.reset(reset_key)
         alive = jnp.ones(state.done.shape, jnp.float32)
         totals = {name: jnp.zeros_like(alive) for name in names}
 
-        def step(carry, _):
+        def step(carry, step_key):
             state, alive, totals = carry
-            state = eval_env.step(state, deterministic_action(actor_params, state.obs))
+            state = eval_env.step(state, policy(params, state.obs, step_key))
             totals = {name: totals[name] + alive * state.metrics[name] for name in names}
             return (state, alive * (1.0 - state.done), totals), alive
 
-        (_, _, totals), alive_per_step = jax.lax.scan(step, (state, alive, totals), None, length=episode_length)
+        (_, _, totals), alive_per_step = jax.lax.scan(step, (state, alive, totals),
+                                                      jax.random.split(act_key, episode_length))
         metrics = {f"{HEADLINE_PREFIX}{name}": totals[name].mean() for name in names}
         metrics[f"{HEADLINE_PREFIX}{spec.headline_metric}_any"] = (totals[spec.headline_metric] > 0).mean()
         metrics["eval/avg_episode_length"] = alive_per_step.sum(axis=0).mean()

@@ -14,7 +14,7 @@ from crl import buffer as rb
 from crl import envs
 from crl.acting import collect_unroll
 from crl.config import StepPlan, TrainConfig, validate
-from crl.evaluate import HEADLINE_PREFIX, make_evaluator
+from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator, uniform_random_policy
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
 from crl.run import RunLogger, default_run_dir, format_duration, progress_line
@@ -175,12 +175,21 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     networks = make_networks(spec, cfg)
     env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
     eval_env = envs.wrap_for_eval(envs.make(eval_name), eval_spec.episode_length, cfg.num_eval_envs)
-    evaluate = make_evaluator(eval_env, eval_spec, networks.deterministic_action, eval_spec.episode_length)
+    evaluate = make_evaluator(eval_env, eval_spec, deterministic_policy(networks.deterministic_action),
+                              eval_spec.episode_length)
     losses = make_losses(networks, cfg, spec.action_size)
     optimizers = make_optimizers(cfg)
     return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, networks=networks, env=env,
                    eval_env=eval_env, losses=losses, evaluate=evaluate, optimizers=optimizers,
                    sgd_step=make_sgd_step(losses, optimizers))
+
+
+def evaluate_random_policy(trainer: Trainer, key: jax.Array) -> dict[str, float]:
+    """Time-at-goal metrics of uniform random actions on the eval env, keyed eval/random_*."""
+    spec = trainer.eval_spec
+    evaluate = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size), spec.episode_length)
+    metrics = jax.jit(evaluate)(None, key)
+    return {name.replace("eval/", "eval/random_"): float(value) for name, value in metrics.items()}
 
 
 def _check_finite(metrics: dict[str, float], epoch: int) -> None:
@@ -239,9 +248,13 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     t_prefill = time.perf_counter()
     state = prefill(state)
     jax.block_until_ready(state.env_steps)
-    record = evaluate_and_log(0, state, {"time/compile_s": compile_s,
-                                         "time/prefill_s": time.perf_counter() - t_prefill})
-    say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}")
+    extra = {"time/compile_s": compile_s, "time/prefill_s": time.perf_counter() - t_prefill}
+    if cfg.random_baseline:
+        extra.update(evaluate_random_policy(trainer, jax.random.PRNGKey(cfg.seed + 2)))
+    record = evaluate_and_log(0, state, extra)
+    random_note = (f"; uniform random policy {record[headline.replace('eval/', 'eval/random_')]:.2f}"
+                   if cfg.random_baseline else "")
+    say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
     train_time = 0.0
     try:
