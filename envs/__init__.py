@@ -1,0 +1,36 @@
+"""crl.envs: goal-conditioned environments, their registry, specs, wrappers and maze layouts.
+
+Importing this package registers every built-in id (cheap: only factories are stored):
+`point_<layout>` physics-free point-mass mazes (point_maze.py) and `ant` (ant.py).
+"""
+from . import ant as _ant
+from . import point_maze as _point_maze
+from .registry import (
+    DuplicateEnvError,
+    UnknownEnvError,
+    list_envs,
+    make,
+    register,
+    spec,
+    unregister,
+)
+from .spec import EnvSpec
+from .wrappers import RESET_MODES, TRAJ_ID_KEY, wrap_for_eval, wrap_for_training
+
+_point_maze.register_all(register)
+_ant.register_all(register)
+
+__all__ = [
+    "DuplicateEnvError",
+    "EnvSpec",
+    "RESET_MODES",
+    "TRAJ_ID_KEY",
+    "UnknownEnvError",
+    "list_envs",
+    "make",
+    "register",
+    "spec",
+    "unregister",
+    "wrap_for_eval",
+    "wrap_for_training",
+]

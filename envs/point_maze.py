@@ -1,0 +1,181 @@
+"""Physics-free point-mass mazes in pure JAX (backend 'jax'): the cheap environment family.
+
+State = xy position (state_dim 2, goal_indices (0, 1)); obs = concat(xy, goal xy).
+Action in [-1, 1]^2 (clipped) scaled by MAX_STEP per step, dt = DT = 1.0 (one step = one time
+unit; there is no physics). Movement is axis-separated: first x, then y; an axis move whose
+destination lies in a wall cell or outside the grid is rejected (that coordinate stays put).
+MAX_STEP < cell_size / 2, so a move can never skip over a wall cell (no tunnelling). Geometry as
+`maze.py`: cell (i, j) centre at (x = i * s, y = j * s). Start = an R cell centre + uniform
+noise of +-START_NOISE * s per axis; goal = a uniformly drawn G cell centre (exact). No
+termination. Episode length: at least EPISODE_LENGTH and at least PATH_TIME_FACTOR x the
+straight-run time to the farthest goal along the shortest cell path (rounded up to a multiple
+of EPISODE_LENGTH_ROUNDING), so every goal is reachable well within an episode.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from brax.envs.base import Env, State
+
+from .maze import MazeLayout, get_layout
+from .spec import EnvSpec
+
+CELL_SIZE = 1.0
+MAX_STEP = 0.2  # max displacement per axis per step, in world units (0.2 cells)
+START_NOISE = 0.1  # start = R centre + U(-0.1, 0.1) * cell size per axis
+DT = 1.0  # physics-free: one step is one time unit
+SUCCESS_RADIUS = 0.25  # quarter of a cell
+SUCCESS_EASY_RADIUS = 0.5  # within half a cell (same cell-relative ratio as the ant's 2.0 m / 4 m)
+EPISODE_LENGTH = 100  # minimum episode length
+PATH_TIME_FACTOR = 3.0  # episode >= 3 x (farthest goal's shortest path / MAX_STEP)
+EPISODE_LENGTH_ROUNDING = 50
+BACKEND = "jax"
+
+# Layouts registered as `point_<layout>` (reference.md 6.1); hardest_maze is its own eval layout.
+POINT_MAZE_LAYOUTS = (
+    "u_maze", "u_maze_eval", "u2_maze", "u2_maze_eval", "u3_maze", "u3_maze_eval",
+    "u4_maze", "u4_maze_eval", "u5_maze", "u5_maze_eval", "u6_maze", "u6_maze_eval",
+    "u7_maze", "u7_maze_eval", "u_maze_single_eval", "u3_maze_single_eval",
+    "big_maze", "big_maze_eval", "hardest_maze",
+)  # fmt: skip
+
+
+def default_episode_length(layout: MazeLayout, cell_size: float = CELL_SIZE, max_step: float = MAX_STEP) -> int:
+    """max(EPISODE_LENGTH, PATH_TIME_FACTOR x steps to the farthest goal), rounded up."""
+    farthest = 0
+    for start in layout.starts:
+        dist = layout.shortest_path_lengths(start)
+        farthest = max(farthest, max(int(dist[g]) for g in layout.goals))
+    need = PATH_TIME_FACTOR * farthest * cell_size / max_step
+    rounded = EPISODE_LENGTH_ROUNDING * math.ceil(need / EPISODE_LENGTH_ROUNDING)
+    return max(EPISODE_LENGTH, rounded)
+
+
+class PointMaze(Env):
+    """A point mass in a maze layout; one class for every layout (see module docstring)."""
+
+    def __init__(
+        self,
+        layout: str | MazeLayout = "u_maze",
+        *,
+        name: str | None = None,
+        cell_size: float = CELL_SIZE,
+        max_step: float = MAX_STEP,
+        start_noise: float = START_NOISE,
+        success_radius: float = SUCCESS_RADIUS,
+        success_easy_radius: float = SUCCESS_EASY_RADIUS,
+        episode_length: int | None = None,
+    ):
+        self.layout = get_layout(layout) if isinstance(layout, str) else layout
+        if not 0.0 < max_step < 0.5 * cell_size:
+            raise ValueError(f"max_step must be in (0, cell_size / 2) to prevent tunnelling, got {max_step}")
+        self.cell_size = float(cell_size)
+        self.max_step = float(max_step)
+        self.start_noise = float(start_noise)
+        self._walls = np.asarray(self.layout.walls, bool)
+        self._starts = self.layout.start_centers(cell_size)
+        self._goals = self.layout.goal_centers(cell_size)
+        if episode_length is None:
+            episode_length = default_episode_length(self.layout, cell_size, max_step)
+        self.spec = EnvSpec(
+            name=name or f"point_{self.layout.name}",
+            backend=BACKEND,
+            state_dim=2,
+            goal_indices=(0, 1),
+            action_size=2,
+            episode_length=int(episode_length),
+            dt=DT,
+            success_radius=float(success_radius),
+            success_easy_radius=float(success_easy_radius),
+        )
+
+    # --- brax Env interface -------------------------------------------------------------------
+    @property
+    def observation_size(self) -> int:
+        return self.spec.obs_dim
+
+    @property
+    def action_size(self) -> int:
+        return self.spec.action_size
+
+    @property
+    def backend(self) -> str:
+        return BACKEND
+
+    @property
+    def dt(self) -> float:
+        return DT
+
+    def reset(self, rng: jax.Array) -> State:
+        k_start, k_noise, k_goal = jax.random.split(rng, 3)
+        starts = jnp.asarray(self._starts)
+        goals = jnp.asarray(self._goals)
+        start = starts[jax.random.randint(k_start, (), 0, starts.shape[0])]
+        noise = self.start_noise * self.cell_size
+        pos = start + jax.random.uniform(k_noise, (2,), minval=-noise, maxval=noise)
+        goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
+        dist, metrics = self._metrics(pos, goal)
+        return State(
+            pipeline_state=pos,
+            obs=jnp.concatenate([pos, goal]),
+            reward=-dist,
+            done=jnp.zeros(()),
+            metrics=metrics,
+            info={"goal": goal},
+        )
+
+    def step(self, state: State, action: jax.Array) -> State:
+        delta = jnp.clip(action, -1.0, 1.0) * self.max_step
+        pos = state.pipeline_state
+        x_moved = pos.at[0].add(delta[0])
+        pos = jnp.where(self.blocked(x_moved), pos, x_moved)
+        y_moved = pos.at[1].add(delta[1])
+        pos = jnp.where(self.blocked(y_moved), pos, y_moved)
+        goal = state.info["goal"]
+        dist, metrics = self._metrics(pos, goal)
+        return state.replace(
+            pipeline_state=pos,
+            obs=jnp.concatenate([pos, goal]),
+            reward=-dist,
+            done=jnp.zeros_like(state.done),
+            metrics=metrics,
+        )
+
+    # --- geometry ------------------------------------------------------------------------------
+    def cell_of(self, pos: jax.Array) -> jax.Array:
+        """Integer cell (i, j) containing xy `pos` (may lie outside the grid)."""
+        return jnp.floor(pos / self.cell_size + 0.5).astype(jnp.int32)
+
+    def blocked(self, pos: jax.Array) -> jax.Array:
+        """True if xy `pos` is in a wall cell or outside the grid."""
+        cell = self.cell_of(pos)
+        shape = jnp.asarray(self._walls.shape, jnp.int32)
+        inside = jnp.all((cell >= 0) & (cell < shape))
+        safe = jnp.clip(cell, 0, shape - 1)
+        return ~inside | jnp.asarray(self._walls)[safe[0], safe[1]]
+
+    def _metrics(self, pos: jax.Array, goal: jax.Array):
+        dist = jnp.linalg.norm(pos - goal)
+        metrics = {
+            "success": (dist < self.spec.success_radius).astype(jnp.float32),
+            "success_easy": (dist < self.spec.success_easy_radius).astype(jnp.float32),
+            "dist": dist,
+        }
+        return dist, metrics
+
+
+def _factory(layout: str):
+    def make_point_maze(**kwargs) -> PointMaze:
+        return PointMaze(layout, **kwargs)
+
+    make_point_maze.__name__ = f"make_point_{layout}"
+    return make_point_maze
+
+
+def register_all(register) -> None:
+    """Register `point_<layout>` for every layout in POINT_MAZE_LAYOUTS with `register(name, factory)`."""
+    for layout in POINT_MAZE_LAYOUTS:
+        register(f"point_{layout}", _factory(layout))

@@ -1,0 +1,95 @@
+"""Environment registry: a name -> factory dict, usable from user code outside the repo.
+
+    import crl.envs
+    crl.envs.register("my_env", MyEnv)          # factory: zero-arg callable or callable(**kwargs)
+    env = crl.envs.make("my_env", some_option=3)
+    crl.envs.spec("my_env")                     # EnvSpec (builds the env once, then cached)
+
+Factories are stored, not called, so registering is free; an env is built only by make/spec.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from .spec import EnvSpec
+
+Factory = Callable[..., Any]
+
+_FACTORIES: dict[str, Factory] = {}
+_SPEC_CACHE: dict[str, EnvSpec] = {}
+_CLOSE_MATCH_CUTOFF = 0.6  # difflib similarity below which no suggestion is made
+
+
+class UnknownEnvError(KeyError, ValueError):
+    """Raised for a name that is not registered; the message lists known names and the closest match."""
+
+    def __init__(self, name: str, known: list[str]):
+        self.name = name
+        self.known = known
+        close = difflib.get_close_matches(name, known, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
+        self.closest = close[0] if close else None
+        hint = f" Did you mean {self.closest!r}?" if self.closest else ""
+        self.message = f"unknown environment {name!r}.{hint} Known environments: {', '.join(known) or '(none)'}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class DuplicateEnvError(ValueError):
+    """Raised when registering a name that is already registered without overwrite=True."""
+
+
+def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
+    """Register `factory` (returns an env with a `spec: EnvSpec`) under `name`.
+
+    Raises DuplicateEnvError if `name` is taken and overwrite is False.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"environment name must be a non-empty string, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"factory for {name!r} must be callable, got {type(factory).__name__}")
+    if name in _FACTORIES and not overwrite:
+        raise DuplicateEnvError(
+            f"environment {name!r} is already registered (factory {_FACTORIES[name]!r}); "
+            "pass overwrite=True to replace it"
+        )
+    _FACTORIES[name] = factory
+    _SPEC_CACHE.pop(name, None)
+
+
+def unregister(name: str) -> None:
+    """Remove `name` from the registry (UnknownEnvError if absent)."""
+    _check_known(name)
+    del _FACTORIES[name]
+    _SPEC_CACHE.pop(name, None)
+
+
+def list_envs() -> list[str]:
+    """Sorted registered names."""
+    return sorted(_FACTORIES)
+
+
+def make(name: str, **kwargs: Any):
+    """Build the environment registered as `name`, passing `kwargs` to its factory."""
+    _check_known(name)
+    env = _FACTORIES[name](**kwargs)
+    env_spec = getattr(env, "spec", None)
+    if not isinstance(env_spec, EnvSpec):
+        raise TypeError(
+            f"factory for {name!r} returned {type(env).__name__} without a `spec: EnvSpec` attribute"
+        )
+    return env
+
+
+def spec(name: str) -> EnvSpec:
+    """The EnvSpec of `name` with default arguments (builds the env on first call, then cached)."""
+    if name not in _SPEC_CACHE:
+        _SPEC_CACHE[name] = make(name).spec
+    return _SPEC_CACHE[name]
+
+
+def _check_known(name: str) -> None:
+    if name not in _FACTORIES:
+        raise UnknownEnvError(name, list_envs())

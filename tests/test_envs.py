@@ -1,0 +1,424 @@
+"""Environments: registry, every registered id under jit, point-maze walls, wrappers, ant."""
+import crl  # noqa: F401  (XLA flags before jax)
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from brax.envs.base import Env, State
+
+import crl.envs as envs
+from crl.envs import ant as ant_mod
+from crl.envs import maze, point_maze
+from crl.envs.point_maze import PointMaze
+
+ROLLOUT_ENVS = 4
+ROLLOUT_STEPS = 100
+
+
+# --------------------------------------------------------------------------- shared rollouts
+@pytest.fixture(scope="module")
+def rollouts():
+    """Lazily built, cached per env id: (env, reset state, stacked states of ROLLOUT_STEPS steps)."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            env = envs.make(name)
+            reset = jax.jit(jax.vmap(env.reset))
+
+            @jax.jit
+            def roll(state, key):
+                def body(s, k):
+                    a = jax.random.uniform(k, (ROLLOUT_ENVS, env.action_size), minval=-1.0, maxval=1.0)
+                    s = jax.vmap(env.step)(s, a)
+                    return s, s
+
+                return jax.lax.scan(body, state, jax.random.split(key, ROLLOUT_STEPS))[1]
+
+            state0 = reset(jax.random.split(jax.random.PRNGKey(0), ROLLOUT_ENVS))
+            cache[name] = (env, state0, roll(state0, jax.random.PRNGKey(1)))
+        return cache[name]
+
+    return get
+
+
+def _check_state(env, state, leading):
+    s = env.spec
+    obs = np.asarray(state.obs)
+    assert obs.shape == leading + (s.obs_dim,)
+    assert env.observation_size == s.obs_dim and env.action_size == s.action_size
+    assert np.all(np.isfinite(obs))
+    np.testing.assert_array_equal(obs[..., s.state_dim :], np.asarray(state.info["goal"]))
+    achieved = obs[..., list(s.goal_indices)]
+    dist = np.linalg.norm(achieved - obs[..., s.state_dim :], axis=-1)
+    for m in s.metric_names:
+        assert state.metrics[m].shape == leading and state.metrics[m].dtype == jnp.float32, m
+    np.testing.assert_allclose(np.asarray(state.metrics["dist"]), dist, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(state.metrics["success"]), (dist < s.success_radius).astype(np.float32))
+    np.testing.assert_array_equal(
+        np.asarray(state.metrics["success_easy"]), (dist < s.success_easy_radius).astype(np.float32)
+    )
+    np.testing.assert_allclose(np.asarray(state.reward), -dist, rtol=1e-5, atol=1e-5)
+    assert set(np.unique(np.asarray(state.done))) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", envs.list_envs())
+def test_every_env_resets_and_steps_under_jit(name, rollouts):
+    env, state0, traj = rollouts(name)
+    s = env.spec
+    assert s.name == name and s.backend == env.backend
+    assert float(env.dt) == pytest.approx(s.dt)
+    _check_state(env, state0, (ROLLOUT_ENVS,))
+    _check_state(env, traj, (ROLLOUT_STEPS, ROLLOUT_ENVS))
+    # the achieved goal is the real position: point-mass xy / ant torso xy (free joint 'root')
+    q = traj.pipeline_state if s.backend == "jax" else traj.pipeline_state.q
+    np.testing.assert_array_equal(np.asarray(traj.obs)[..., list(s.goal_indices)], np.asarray(q)[..., :2])
+    # the commanded goal never changes inside an episode
+    np.testing.assert_array_equal(np.asarray(traj.info["goal"]), np.broadcast_to(state0.info["goal"], traj.info["goal"].shape))
+
+
+# --------------------------------------------------------------------------- registry
+def test_registry_lists_builtin_ids():
+    names = envs.list_envs()
+    assert names == sorted(names)
+    for layout in ("u_maze", "u_maze_eval", "big_maze", "big_maze_eval", "hardest_maze"):
+        assert f"point_{layout}" in names
+    assert "ant" in names
+
+
+def test_unknown_name_lists_known_and_closest():
+    with pytest.raises(envs.UnknownEnvError) as info:
+        envs.make("point_u_maz")
+    msg = str(info.value)
+    assert "'point_u_maze'" in msg and "Did you mean" in msg
+    for name in envs.list_envs():
+        assert name in msg
+    assert info.value.closest == "point_u_maze"
+    assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
+    with pytest.raises(KeyError):
+        envs.spec("no_such_env_at_all_xyz")
+
+
+CORRIDOR = """
+    # # # # # # # #
+    # R . . . . G #
+    # # # # # # # #
+"""
+
+
+def test_register_make_custom_env_and_duplicates():
+    name = "test_custom_corridor"
+    layout = maze.parse_layout(CORRIDOR, "corridor")
+    envs.register(name, lambda **kw: PointMaze(layout, name=name, **kw))
+    try:
+        assert name in envs.list_envs()
+        env = envs.make(name, max_step=0.3)
+        assert env.max_step == 0.3 and env.spec.name == name
+        assert envs.spec(name).obs_dim == 4
+        with pytest.raises(envs.DuplicateEnvError, match="already registered"):
+            envs.register(name, lambda: PointMaze(layout))
+        envs.register(name, lambda: PointMaze(layout, name=name, episode_length=7), overwrite=True)
+        assert envs.spec(name).episode_length == 7  # spec cache invalidated on overwrite
+    finally:
+        envs.unregister(name)
+    assert name not in envs.list_envs()
+
+    envs.register("test_no_spec", lambda: object())
+    try:
+        with pytest.raises(TypeError, match="spec"):
+            envs.make("test_no_spec")
+    finally:
+        envs.unregister("test_no_spec")
+
+
+# --------------------------------------------------------------------------- maze layouts
+def test_layouts_parse_and_geometry():
+    for name in maze.LAYOUTS:
+        layout = maze.get_layout(name)
+        assert layout.walls[0].all() and layout.walls[-1].all() and layout.walls[:, 0].all() and layout.walls[:, -1].all()
+        dist = layout.shortest_path_lengths(layout.starts[0])
+        assert all(dist[g] > 0 for g in layout.goals), name  # every goal reachable
+        centres, halves = layout.wall_boxes(4.0)
+        covered = np.zeros(layout.shape, int)
+        for (x, y, _), (hx, hy, hz) in zip(centres, halves):
+            i0, i1 = round((x - hx) / 4.0 + 0.5), round((x + hx) / 4.0 - 0.5)
+            j0, j1 = round((y - hy) / 4.0 + 0.5), round((y + hy) / 4.0 - 0.5)
+            covered[i0 : i1 + 1, j0 : j1 + 1] += 1
+            assert hz == pytest.approx(1.0)
+        np.testing.assert_array_equal(covered, layout.walls.astype(int))  # exact, disjoint cover
+    u = maze.get_layout("u_maze")
+    assert u.starts == ((1, 1),) and set(u.goals) == {(1, 2), (1, 3), (2, 3), (3, 1), (3, 2), (3, 3)}
+    assert set(maze.get_layout("u_maze_eval").goals) == {(3, 1), (3, 2), (3, 3)}
+    np.testing.assert_array_equal(u.cell_centers(((3, 2),), 4.0), [[12.0, 8.0]])  # row i -> x
+    with pytest.raises(ValueError, match="unknown cell"):
+        maze.parse_layout("# X #\n# R G")
+
+
+# --------------------------------------------------------------------------- point maze
+def _cells(env, xy):
+    return np.floor(np.asarray(xy) / env.cell_size + 0.5).astype(int)
+
+
+def _assert_in_free_cells(env, xy):
+    cells = _cells(env, xy).reshape(-1, 2)
+    n_rows, n_cols = env.layout.shape
+    assert (cells >= 0).all() and (cells[:, 0] < n_rows).all() and (cells[:, 1] < n_cols).all()
+    assert not env.layout.walls[cells[:, 0], cells[:, 1]].any()
+
+
+PUSH_STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def u_maze_push():
+    """(point_u_maze env, jitted run(state, action) -> positions (PUSH_STEPS, n, 2)) with constant actions."""
+    env = envs.make("point_u_maze")
+
+    @jax.jit
+    def run(state, action):
+        def body(s, _):
+            s = jax.vmap(env.step)(s, action)
+            return s, s.pipeline_state
+
+        return jax.lax.scan(body, state, None, length=PUSH_STEPS)[1]
+
+    return env, run
+
+
+DIRECTIONS = np.array([[1, 0], [-1, 0], [0, 1], [0, -1], [1, 1], [-1, -1], [1, -1], [-1, 1]], np.float32)
+
+
+def test_point_maze_walls_stop_the_agent(rollouts, u_maze_push):
+    for name in ("point_u_maze", "point_hardest_maze"):
+        env, state0, traj = rollouts(name)
+        _assert_in_free_cells(env, traj.pipeline_state)  # random actions never enter a wall
+    env, run = u_maze_push
+    n = len(DIRECTIONS)
+    state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(3), n))
+    path = np.asarray(run(state, jnp.asarray(DIRECTIONS)))  # (PUSH_STEPS, n, 2)
+    _assert_in_free_cells(env, path)
+    # pushing into a wall converges: the last 20 positions are identical (agent pinned)
+    np.testing.assert_array_equal(path[-20:], np.broadcast_to(path[-1], path[-20:].shape))
+    # +x from R (1, 1): the wall cell (2, 1) blocks at once, x never leaves row 1
+    assert (_cells(env, path[:, 0])[:, 0] == 1).all()
+    # per-step displacement bounded by max_step per axis
+    steps = np.abs(np.diff(path, axis=0))
+    assert steps.max() <= env.max_step + 1e-6
+
+
+def test_point_maze_corridor_is_traversable(u_maze_push):
+    # u_maze row 1: R (1,1) -> (1,2) -> (1,3), then wall (1,4): constant +y reaches the end and stops
+    env, run = u_maze_push
+    n = len(DIRECTIONS)
+    state = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(4), n))
+    path = np.asarray(run(state, jnp.tile(jnp.array([[0.0, 1.0]]), (n, 1))))
+    assert (_cells(env, path[-1]) == [1, 3]).all()
+    assert (path[-1, :, 1] > 3.0 + 0.5 - env.max_step - 1e-6).all()  # within one step of the wall
+    # a straight custom corridor: reach G (success) well within the episode
+    corridor = PointMaze(maze.parse_layout(CORRIDOR, "corridor"))
+    state = jax.vmap(corridor.reset)(jax.random.split(jax.random.PRNGKey(5), 3))
+    np.testing.assert_array_equal(np.asarray(state.info["goal"]), [[1.0, 6.0]] * 3)
+    steps = 40
+    assert steps < corridor.spec.episode_length
+    action = jnp.tile(jnp.array([[0.0, 1.0]]), (3, 1))
+
+    def body(s, _):
+        s = jax.vmap(corridor.step)(s, action)
+        return s, s
+
+    traj = jax.jit(lambda s: jax.lax.scan(body, s, None, length=steps)[1])(state)
+    assert np.asarray(traj.metrics["success"]).any(axis=0).all()  # passes through the goal cell centre
+    _assert_in_free_cells(corridor, traj.pipeline_state)
+
+
+def test_point_maze_start_and_goal_distributions():
+    n = 3000
+    for name in ("point_u_maze", "point_u_maze_eval", "point_big_maze_eval"):
+        env = envs.make(name)
+        state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(6), n))
+        goals = np.asarray(state.info["goal"])
+        cells = goals / env.cell_size
+        np.testing.assert_array_equal(cells, np.round(cells))  # exact cell centres
+        got = {tuple(c) for c in np.round(cells).astype(int)}
+        assert got == set(env.layout.goals), name  # only G cells, and all of them
+        counts = np.array([np.all(np.round(cells).astype(int) == g, axis=1).sum() for g in env.layout.goals])
+        expected = n / len(env.layout.goals)
+        assert np.all(np.abs(counts - expected) < 5 * np.sqrt(expected)), (name, counts)  # uniform
+        start = env.layout.start_centers(env.cell_size)[0]
+        offset = np.asarray(state.pipeline_state) - start
+        assert np.abs(offset).max() <= point_maze.START_NOISE * env.cell_size + 1e-6
+        assert np.abs(offset).max() > 0.09 * env.cell_size  # the noise is really there
+
+
+def test_point_maze_episode_length_allows_crossing():
+    for name in point_maze.POINT_MAZE_LAYOUTS:
+        layout = maze.get_layout(name)
+        env = PointMaze(layout)
+        far = max(layout.shortest_path_lengths(layout.starts[0])[g] for g in layout.goals)
+        assert far * env.cell_size / env.max_step * 2 <= env.spec.episode_length, name
+
+
+def test_point_maze_step_speed():
+    """Cheap env: 256 envs step well under a millisecond (measured inside a jitted scan)."""
+    import time
+
+    env = envs.make("point_hardest_maze")
+    n, steps = 256, 200
+    state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), n))
+    action = jnp.full((n, 2), 0.5)
+    run = jax.jit(lambda s: jax.lax.scan(lambda s, _: (jax.vmap(env.step)(s, action), None), s, None, length=steps)[0])
+    jax.block_until_ready(run(state))
+    t = time.perf_counter()
+    jax.block_until_ready(run(state))
+    per_step = (time.perf_counter() - t) / steps
+    assert per_step < 1e-3, per_step
+
+
+# --------------------------------------------------------------------------- wrappers
+class _TerminatingEnv(Env):
+    """Counter env: terminates after a per-episode random number of steps in {2, ..., 8}."""
+
+    spec = envs.EnvSpec(name="count", backend="jax", state_dim=1, goal_indices=(0,), action_size=1,
+                        episode_length=5, dt=1.0, success_radius=0.5, success_easy_radius=1.0)
+
+    def reset(self, rng):
+        limit = jax.random.randint(rng, (), 2, 9).astype(jnp.float32)
+        metrics = {m: jnp.zeros(()) for m in self.spec.metric_names}
+        return State(pipeline_state=jnp.zeros(()), obs=jnp.stack([0.0, limit]), reward=jnp.zeros(()),
+                     done=jnp.zeros(()), metrics=metrics, info={"goal": limit[None]})
+
+    def step(self, state, action):
+        t = state.pipeline_state + 1.0
+        done = (t >= state.info["goal"][0]).astype(jnp.float32)
+        return state.replace(pipeline_state=t, obs=jnp.stack([t, state.info["goal"][0]]), done=done)
+
+    observation_size = 2
+    action_size = 1
+    backend = "jax"
+
+
+WRAP_EPISODE = 5
+WRAP_ENVS = 64
+WRAP_STEPS = 13
+
+
+@pytest.fixture(scope="module")
+def wrapped_rollouts():
+    """{(env kind, reset mode): (state0, stacked states)} for short episodes."""
+    out = {}
+    base = {"maze": envs.make("point_u_maze"), "count": _TerminatingEnv()}
+    for kind, env in base.items():
+        for mode in envs.RESET_MODES:
+            wenv = envs.wrap_for_training(env, episode_length=WRAP_EPISODE, reset_mode=mode, num_envs=WRAP_ENVS)
+            state0 = jax.jit(wenv.reset)(jax.random.PRNGKey(7))
+            action = jnp.zeros((WRAP_ENVS, env.action_size))
+            run = jax.jit(lambda s, wenv=wenv, action=action: jax.lax.scan(
+                lambda s, _: (wenv.step(s, action),) * 2, s, None, length=WRAP_STEPS)[1])
+            out[kind, mode] = (wenv, state0, run(state0))
+    return out
+
+
+def test_fresh_reset_draws_new_start_and_goal_cached_restores(wrapped_rollouts):
+    for mode in envs.RESET_MODES:
+        wenv, state0, traj = wrapped_rollouts["maze", mode]
+        assert wenv.spec.name == "point_u_maze" and wenv.num_envs == WRAP_ENVS
+        done = np.asarray(traj.done)
+        assert done[WRAP_EPISODE - 1].all() and done[2 * WRAP_EPISODE - 1].all()
+        assert done.sum() == 2 * WRAP_ENVS
+        first_obs, after_reset = np.asarray(state0.obs), np.asarray(traj.obs[WRAP_EPISODE - 1])
+        goal0, goal1 = np.asarray(state0.info["goal"]), np.asarray(traj.info["goal"][WRAP_EPISODE - 1])
+        np.testing.assert_array_equal(after_reset[:, 2:], goal1)  # obs carries the new goal
+        if mode == "cached":
+            np.testing.assert_array_equal(after_reset, first_obs)  # every env restored exactly
+            np.testing.assert_array_equal(goal1, goal0)
+            np.testing.assert_array_equal(np.asarray(traj.obs[2 * WRAP_EPISODE - 1]), first_obs)
+        else:
+            assert (after_reset[:, :2] != first_obs[:, :2]).any(axis=1).all()  # new start noise per env
+            changed = (goal1 != goal0).any(axis=1).mean()
+            assert changed > 0.6  # 6 goal cells: ~5/6 of envs draw another goal
+            goal2 = np.asarray(traj.info["goal"][2 * WRAP_EPISODE - 1])
+            assert (goal2 != goal1).any(axis=1).mean() > 0.6  # the reset key advanced
+            # the new obs is a genuine reset: start near R
+            assert np.abs(after_reset[:, :2] - [1.0, 1.0]).max() <= 0.1 + 1e-6
+        # steps counter: brax semantics (episode length shown at done, zeroed on the next step)
+        steps = np.asarray(traj.info["steps"])
+        np.testing.assert_array_equal(steps[WRAP_EPISODE - 1], WRAP_EPISODE)
+        np.testing.assert_array_equal(steps[WRAP_EPISODE], 1)
+
+
+def test_traj_id_increments_exactly_at_episode_ends(wrapped_rollouts):
+    for (kind, mode), (wenv, state0, traj) in wrapped_rollouts.items():
+        ids = np.concatenate([np.asarray(state0.info["traj_id"])[None], np.asarray(traj.info["traj_id"])])
+        done = np.asarray(traj.done)
+        assert ids.dtype == np.int32 and (ids[0] == 0).all()
+        np.testing.assert_array_equal(np.diff(ids, axis=0), done.astype(np.int32), err_msg=str((kind, mode)))
+        if kind == "count":
+            limit = np.asarray(state0.obs[:, 1])
+            trunc = np.asarray(traj.info["truncation"])
+            first_end = np.argmax(done, axis=0) + 1  # length of each env's first episode
+            np.testing.assert_array_equal(first_end, np.minimum(limit, WRAP_EPISODE))
+            # truncation flags only time-limit ends that are not terminations
+            t_idx = first_end - 1
+            np.testing.assert_array_equal(trunc[t_idx, np.arange(WRAP_ENVS)], (limit > WRAP_EPISODE).astype(np.float32))
+            assert (trunc <= done).all()
+            # recorded obs before each step: consecutive obs share an id iff same episode
+            obs_t = np.concatenate([np.asarray(state0.obs)[None], np.asarray(traj.obs)])[:, :, 0]
+            same = ids[1:] == ids[:-1]
+            np.testing.assert_array_equal(same, obs_t[1:] == obs_t[:-1] + 1)  # counter continues iff same id
+
+
+def test_fresh_reset_is_guarded_by_cond_and_accepts_typed_keys():
+    env = envs.make("point_u_maze")
+    wenv = envs.wrap_for_training(env, episode_length=3, reset_mode="fresh", num_envs=2)
+    state = wenv.reset(jax.random.key(0))  # typed key accepted
+    assert state.obs.shape == (2, env.spec.obs_dim)
+    jaxpr = str(jax.make_jaxpr(wenv.step)(state, jnp.zeros((2, 2))))
+    assert "cond[" in jaxpr
+    with pytest.raises(ValueError, match="reset_mode"):
+        envs.wrap_for_training(env, 3, "sometimes", 2)
+
+
+def test_wrap_for_eval_has_no_auto_reset():
+    env = envs.make("point_u_maze")
+    eenv = envs.wrap_for_eval(env, episode_length=3, num_envs=4)
+    state = jax.jit(eenv.reset)(jax.random.PRNGKey(0))
+    step = jax.jit(eenv.step)
+    action = jnp.tile(jnp.array([[0.0, 1.0]]), (4, 1))
+    dones, ys = [], []
+    for _ in range(5):
+        state = step(state, action)
+        dones.append(np.asarray(state.done))
+        ys.append(np.asarray(state.obs[:, 1]))
+    np.testing.assert_array_equal(np.stack(dones), [[0] * 4, [0] * 4, [1] * 4, [1] * 4, [1] * 4])
+    assert (np.diff(np.stack(ys), axis=0) >= 0).all()  # keeps moving along +y, never reset to R
+    assert "traj_id" not in state.info
+
+
+# --------------------------------------------------------------------------- ant
+def test_ant_goal_start_and_timing(rollouts):
+    env, state0, traj = rollouts("ant")
+    assert float(env.dt) == pytest.approx(0.05) and env.spec.dt == pytest.approx(0.05)
+    assert env.backend == "spring" and env.spec.state_dim == 29 and env.spec.goal_indices == (0, 1)
+    assert env.spec.action_size == 8 and env.spec.episode_length == 1000
+    assert env.spec.success_radius == 0.5 and env.spec.success_easy_radius == 2.0
+    goal = np.asarray(state0.info["goal"])
+    np.testing.assert_allclose(np.linalg.norm(goal, axis=-1), ant_mod.GOAL_RADIUS, rtol=1e-5)
+    z = np.asarray(state0.pipeline_state.q[:, 2])
+    low, high = ant_mod.HEALTHY_Z_RANGE
+    assert ((z > low) & (z < high)).all()
+    assert (np.asarray(state0.done) == 0).all()
+    # termination follows the torso height
+    zs = np.asarray(traj.pipeline_state.q[..., 2])
+    np.testing.assert_array_equal(np.asarray(traj.done), ((zs < low) | (zs > high)).astype(np.float32))
+    assert np.isfinite(np.asarray(traj.pipeline_state.qd)).all()
+
+
+def test_ant_model_is_data():
+    """The ant class takes the model, start and goal samplers as data (for ant mazes)."""
+    env = ant_mod.GoalAnt(name="ant_test", goal_sampler=lambda k: jnp.array([3.0, 4.0]),
+                          start_sampler=lambda k: jnp.array([8.0, 4.0]))
+    state = jax.jit(env.reset)(jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(np.asarray(state.info["goal"]), [3.0, 4.0])
+    np.testing.assert_allclose(np.asarray(state.obs[:2]), [8.0, 4.0], atol=0.1 + 1e-6)
+    assert env.spec.name == "ant_test"
