@@ -13,7 +13,7 @@ import optax
 from crl import buffer as rb
 from crl import envs
 from crl.acting import collect_unroll
-from crl.config import StepPlan, TrainConfig, validate
+from crl.config import ConfigError, StepPlan, TrainConfig, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator, uniform_random_policy
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
@@ -66,7 +66,10 @@ class Trainer:
         state = init_learner_state(self.networks, self.optimizers, learner_key)
         buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
                                 self.spec.action_size)
-        return state.replace(buffer=buffer, env_state=self.env.reset(env_key), key=key)
+        state = state.replace(buffer=buffer, env_state=self.env.reset(env_key), key=key)
+        # Every leaf gets its own buffer: the state is donated to each program, and a leaf may alias
+        # another (the cached reset keeps the first obs as both obs and first_obs).
+        return jax.tree.map(jnp.copy, state)
 
     # --------------------------------------------------------------- pieces
     def _collect_and_insert(self, state: TrainingState) -> TrainingState:
@@ -167,8 +170,6 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     eval_spec = envs.spec(eval_name)
     plan = validate(cfg, known_envs=envs.list_envs(), episode_length=spec.episode_length)
     if (eval_spec.obs_dim, eval_spec.action_size) != (spec.obs_dim, spec.action_size):
-        from crl.config import ConfigError
-
         raise ConfigError(f"eval_env '{eval_name}' has obs/action dims ({eval_spec.obs_dim}, {eval_spec.action_size}) "
                           f"but env '{cfg.env}' has ({spec.obs_dim}, {spec.action_size}); pick an eval env of the "
                           f"same robot (e.g. the _eval layout of the same maze)")
@@ -210,11 +211,21 @@ class TrainResult:
 def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[str], None] | None = print) -> TrainResult:
     """Host loop: compile (timed apart), prefill, then per epoch: train, evaluate, log, report progress."""
     trainer = trainer or make_trainer(cfg)
-    plan, say = trainer.plan, (print_fn if cfg.progress and print_fn else (lambda _: None))
+    say = print_fn if cfg.progress and print_fn else (lambda _: None)
     run_dir = cfg.run_dir or default_run_dir(cfg)
     state = trainer.init(jax.random.PRNGKey(cfg.seed))
     params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
-    logger = RunLogger(run_dir, cfg, plan, extra={"parameters": params_info})
+    logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info})
+    try:
+        return _run(cfg, trainer, state, logger, say)
+    finally:
+        logger.close()
+
+
+def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, logger: RunLogger, say: Callable) -> TrainResult:
+    """Compile, prefill, then per epoch: train, check finiteness, evaluate, log, report progress."""
+    plan = trainer.plan
+    params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
         f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
         f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
@@ -257,20 +268,17 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
     train_time = 0.0
-    try:
-        for epoch_index in range(1, cfg.num_epochs + 1):
-            t_epoch = time.perf_counter()
-            state, metrics = epoch(state)
-            metrics = {k: float(v) for k, v in metrics.items()}
-            epoch_s = time.perf_counter() - t_epoch
-            train_time += epoch_s
-            _check_finite(metrics, epoch_index)
-            metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
-            metrics["time/epoch_s"] = epoch_s
-            record = evaluate_and_log(epoch_index, state, metrics)
-            eta = (train_time + sum(r["time/eval_s"] for r in history)) / epoch_index * (cfg.num_epochs - epoch_index)
-            say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
-    finally:
-        logger.close()
+    for epoch_index in range(1, cfg.num_epochs + 1):
+        t_epoch = time.perf_counter()
+        state, metrics = epoch(state)
+        metrics = {k: float(v) for k, v in metrics.items()}
+        epoch_s = time.perf_counter() - t_epoch
+        train_time += epoch_s
+        _check_finite(metrics, epoch_index)
+        metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
+        metrics["time/epoch_s"] = epoch_s
+        record = evaluate_and_log(epoch_index, state, metrics)
+        eta = (train_time + sum(r["time/eval_s"] for r in history)) / epoch_index * (cfg.num_epochs - epoch_index)
+        say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
     say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir / 'metrics.jsonl'}")
     return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer)

@@ -22,7 +22,7 @@ from brax.envs.base import PipelineEnv, State
 from brax.io import mjcf
 from etils import epath
 
-from .spec import EnvSpec
+from .spec import EnvSpec, goal_metrics
 
 Sampler = Callable[[jax.Array], jax.Array]  # key -> xy, shape (2,)
 
@@ -152,14 +152,7 @@ class GoalAnt(PipelineEnv):
         return jnp.concatenate([pipeline_state.q, pipeline_state.qd, goal])
 
     def _metrics(self, pipeline_state, goal: jax.Array):
-        achieved = pipeline_state.q[self._root_q : self._root_q + 2]
-        dist = jnp.linalg.norm(achieved - goal)
-        metrics = {
-            "success": (dist < self.spec.success_radius).astype(jnp.float32),
-            "success_easy": (dist < self.spec.success_easy_radius).astype(jnp.float32),
-            "dist": dist,
-        }
-        return dist, metrics
+        return goal_metrics(self.spec, pipeline_state.q[self._root_q : self._root_q + 2], goal)
 
 
 def make_ant(**kwargs) -> GoalAnt:

@@ -21,7 +21,7 @@ import numpy as np
 from brax.envs.base import Env, State
 
 from .maze import MazeLayout, get_layout
-from .spec import EnvSpec
+from .spec import EnvSpec, goal_metrics
 
 CELL_SIZE = 1.0
 MAX_STEP = 0.2  # max displacement per axis per step, in world units (0.2 cells)
@@ -158,13 +158,7 @@ class PointMaze(Env):
         return ~inside | jnp.asarray(self._walls)[safe[0], safe[1]]
 
     def _metrics(self, pos: jax.Array, goal: jax.Array):
-        dist = jnp.linalg.norm(pos - goal)
-        metrics = {
-            "success": (dist < self.spec.success_radius).astype(jnp.float32),
-            "success_easy": (dist < self.spec.success_easy_radius).astype(jnp.float32),
-            "dist": dist,
-        }
-        return dist, metrics
+        return goal_metrics(self.spec, pos, goal)
 
 
 def _factory(layout: str):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
+
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
@@ -31,3 +33,12 @@ class EnvSpec:
     @property
     def obs_dim(self) -> int:
         return self.state_dim + self.goal_dim
+
+
+def goal_metrics(spec: EnvSpec, achieved, goal):
+    """(dist, per-step metrics) for an achieved and commanded goal: the names EnvSpec declares by default."""
+    dist = jnp.linalg.norm(achieved - goal)
+    metrics = {"success": (dist < spec.success_radius).astype(jnp.float32), "dist": dist}
+    if spec.success_easy_radius is not None:
+        metrics["success_easy"] = (dist < spec.success_easy_radius).astype(jnp.float32)
+    return dist, metrics

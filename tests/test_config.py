@@ -86,3 +86,15 @@ def test_cli_unknown_env_lists_known(capsys, tmp_path):
                      "--run-dir", str(tmp_path / "run")])
     assert code == 2
     assert "Did you mean 'point_u_maze'" in capsys.readouterr().err
+
+
+def test_cli_envs_lists_specs(capsys):
+    assert cli.main(["envs"]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["ant"][1:] == ["spring", "29", "2", "8", "0.05", "0.5", "1000"]
+    assert rows["point_u_maze"][1:4] == ["jax", "2", "2"]
+
+
+def test_cli_unknown_command(capsys):
+    assert cli.main(["trian"]) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
