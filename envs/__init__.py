@@ -3,6 +3,14 @@
 Importing this package registers every built-in id (cheap: only factories are stored):
 `point_<layout>` physics-free point-mass mazes (point_maze.py) and `ant` (ant.py).
 """
+import contextlib
+import io
+
+# mujoco.mjx prints "Failed to import warp" to stdout on import when its optional GPU backend
+# (MuJoCo Warp) is not installed; that is expected here, so keep it out of every command's output.
+with contextlib.redirect_stdout(io.StringIO()):
+    import mujoco.mjx  # noqa: F401
+
 from . import ant as _ant
 from . import point_maze as _point_maze
 from .registry import (
