@@ -22,46 +22,45 @@ BLOCK_LAYERS = 4  # Dense layers per residual block (reference section 3)
 class TrainConfig:
     """Every knob of a CRL run. Defaults are the paper's (Table 7) unless noted."""
 
-    # environment
-    env: str = "ant"
-    eval_env: str | None = None  # None: evaluate on `env`
-    reset_mode: ResetMode = "fresh"  # 'cached' reproduces the reference (one goal per env for the run)
-    # run length and data
-    total_env_steps: int = 100_000_000
-    num_epochs: int = 100
-    num_envs: int = 512
-    unroll_length: int = 62
-    max_replay_size: int = 10_000  # steps per env
-    min_replay_size: int = 1_000  # steps per env before training; >= the window (episode) length
-    batch_size: int = 512
-    sgd_steps_per_train_step: int = 800  # paper UTD 1:40
-    discount: float = 0.99  # goal sampling only
-    num_eval_envs: int = 128
-    # optimisation
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    logsumexp_penalty: float = 0.1
-    energy: Energy = "norm"
-    contrastive_loss: ContrastiveLoss = "fwd_infonce"
-    target_entropy_scale: float = 0.5  # H_target = -scale * action_size
-    # networks
-    critic_depth: int = 4
-    critic_width: int = 256
-    actor_depth: int = 4
-    actor_width: int = 256
-    repr_dim: int = 64
-    activation: Activation = "swish"
-    remat: bool = False  # rematerialise each residual block in the backward pass
+    env: str = "ant"  # registered environment id (`crl envs` lists them)
+    eval_env: str | None = None  # environment to evaluate on; None: `env`
+    reset_mode: ResetMode = "fresh"  # 'fresh': new start/goal per episode; 'cached': the reference (one goal per env for the run)
+
+    total_env_steps: int = 100_000_000  # env-step budget, prefill included (the real total is logged)
+    num_epochs: int = 100  # one evaluation and log line per epoch
+    num_envs: int = 512  # parallel training environments
+    unroll_length: int = 62  # env steps per env per training step
+    max_replay_size: int = 10_000  # buffer capacity in steps per env (FIFO)
+    min_replay_size: int = 1_000  # steps per env before training; >= the episode length (one window)
+    batch_size: int = 512  # transitions per SGD step; also the number of InfoNCE negatives + 1
+    sgd_steps_per_train_step: int = 800  # SGD steps per training step (paper: UTD 1:40)
+    discount: float = 0.99  # geometric law of future-goal offsets (goal sampling only)
+    num_eval_envs: int = 128  # evaluation episodes per epoch
+
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of both critic encoders
+    alpha_lr: float = 3e-4  # Adam learning rate of log(alpha), the entropy temperature
+    logsumexp_penalty: float = 0.1  # c in c * mean(logsumexp_j L_ij)^2
+    energy: Energy = "norm"  # critic energy f(s,a,g); 'norm' = -||phi - psi||_2 (paper)
+    contrastive_loss: ContrastiveLoss = "fwd_infonce"  # critic loss over the B x B logits
+    target_entropy_scale: float = 0.5  # target entropy = -scale * action_size
+
+    critic_depth: int = 4  # Dense layers inside residual blocks of each critic encoder (multiple of 4)
+    critic_width: int = 256  # hidden width of the critic encoders
+    actor_depth: int = 4  # Dense layers inside residual blocks of the actor (multiple of 4)
+    actor_width: int = 256  # hidden width of the actor
+    repr_dim: int = 64  # dimension of phi(s,a) and psi(g)
+    activation: Activation = "swish"  # hidden activation ('relu' is the paper's ablation)
+    remat: bool = False  # rematerialise each residual block in the backward pass (memory)
     compute_dtype: DType = "float32"  # matmul dtype; params, LayerNorm and losses stay float32
-    matmul_precision: Precision = "default"
-    unroll_blocks: bool = False  # True: straight-line blocks instead of a scan (same function)
-    # bookkeeping
-    seed: int = 0
-    run_dir: str | None = None  # None: runs/<env>-<timestamp>
-    tensorboard: bool = True
+    matmul_precision: Precision = "default"  # precision of Dense matmuls (jax.lax.Precision)
+    unroll_blocks: bool = False  # straight-line blocks instead of a scan (same function; compile grows with depth)
+
+    seed: int = 0  # seeds params, envs and sampling
+    run_dir: str | None = None  # output folder; None: runs/<env>-c<depth>-a<depth>-s<seed>-<time>
+    tensorboard: bool = True  # write tensorboard events to RUN_DIR/tb
     random_baseline: bool = True  # also evaluate a uniform random policy once, logged as eval/random_*
-    progress: bool = True
+    progress: bool = True  # print progress lines
 
 
 class ConfigError(ValueError):
