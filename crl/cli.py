@@ -8,7 +8,10 @@ import crl  # noqa: F401  (sets XLA flags before jax loads)
 from crl import _platform
 
 TRAIN_HELP = """Train a CRL agent. `--config FILE.yaml` loads a preset (see configs/); every field can then be
-overridden, e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`."""
+overridden, e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`.
+`--resume RUN_DIR` continues a run from its newest valid checkpoint with the run's own config (a run dir
+that already holds checkpoints is resumed automatically). Exit codes: 0 done, 2 bad config,
+3 non-finite values, 75 stopped by a signal after saving a checkpoint (requeue and resume)."""
 
 
 def _train(argv: list[str]) -> int:
@@ -18,15 +21,20 @@ def _train(argv: list[str]) -> int:
 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
+    pre.add_argument("--resume", default=None, metavar="RUN_DIR")
     known, rest = pre.parse_known_args(argv)
     try:
-        default = load_yaml(known.config) if known.config else TrainConfig()
+        if known.resume:
+            default = run_config(known.resume)
+        else:
+            default = load_yaml(known.config) if known.config else TrainConfig()
     except ConfigError as err:
         print(f"crl train: {err}", file=sys.stderr)
         return 2
-    cfg = tyro.cli(TrainConfig, default=default, args=rest, prog="crl train [--config FILE.yaml]",
-                   description=TRAIN_HELP)
+    cfg = tyro.cli(TrainConfig, default=default, args=rest,
+                   prog="crl train [--config FILE.yaml | --resume RUN_DIR]", description=TRAIN_HELP)
     _platform.enable_compilation_cache()
+    from crl.preemption import PREEMPT_EXIT_CODE, Preempted
     from crl.train import NonFiniteError, train
 
     try:
@@ -37,7 +45,26 @@ def _train(argv: list[str]) -> int:
     except NonFiniteError as err:
         print(f"crl train: {err}", file=sys.stderr)
         return 3
+    except Preempted as err:
+        print(f"crl train: {err}", file=sys.stderr)
+        return PREEMPT_EXIT_CODE
     return 0
+
+
+def run_config(run_dir: str):
+    """The resolved config of an existing run (RUN_DIR/config.yaml), pointed at that run directory."""
+    from pathlib import Path
+
+    import yaml
+
+    from crl.config import ConfigError, from_dict
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a crl run directory?")
+    values = dict(yaml.safe_load(path.read_text())["config"])
+    values["run_dir"] = str(run_dir)
+    return from_dict(values, source=str(path))
 
 
 def _envs(argv: list[str]) -> int:

@@ -61,6 +61,21 @@ class TrainConfig:
     tensorboard: bool = True  # write tensorboard events to RUN_DIR/tb
     random_baseline: bool = True  # also evaluate a uniform random policy once, logged as eval/random_*
     progress: bool = True  # print progress lines
+    checkpoint_every: int = 1  # save a full checkpoint every N epochs (and at the end); 0 disables
+    keep_checkpoints: int = 3  # keep the newest K checkpoints (plus the best, see keep_best_checkpoint)
+    keep_best_checkpoint: bool = True  # also keep the checkpoint with the best headline eval metric
+    checkpoint_buffer_mb: float = 1024.0  # save the replay buffer when it is at most this big (MiB)
+
+
+# Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
+SHAPE_FIELDS = ("env", "eval_env", "num_envs", "unroll_length", "max_replay_size", "critic_depth", "critic_width",
+                "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
+
+
+def shape_differences(saved: dict[str, Any], new: TrainConfig) -> list[str]:
+    """'field: saved -> new' for each shape-changing field that differs (empty when resuming is safe)."""
+    return [f"{name}: {saved.get(name)!r} -> {getattr(new, name)!r}" for name in SHAPE_FIELDS
+            if saved.get(name) != getattr(new, name)]
 
 
 class ConfigError(ValueError):
@@ -145,6 +160,9 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None, episode_leng
             raise ConfigError(
                 f"{name} = {depth}: depth counts the Dense layers inside residual blocks of {BLOCK_LAYERS}, "
                 f"so it must be a positive multiple of {BLOCK_LAYERS} (e.g. {lower} or {lower + BLOCK_LAYERS})")
+    if cfg.keep_checkpoints < 1 or cfg.checkpoint_every < 0:
+        raise ConfigError(f"keep_checkpoints = {cfg.keep_checkpoints}, checkpoint_every = {cfg.checkpoint_every}: "
+                          "keep at least 1 checkpoint; checkpoint_every must be >= 0 (0 disables checkpoints)")
     if not 0.0 < cfg.discount < 1.0:
         raise ConfigError(f"discount = {cfg.discount}: must be in (0, 1)")
     if cfg.logsumexp_penalty < 0:

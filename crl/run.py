@@ -36,7 +36,9 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     return Path(RUNS_ROOT) / f"{cfg.env}-c{cfg.critic_depth}-a{cfg.actor_depth}-s{cfg.seed}-{stamp}"
 
 
-def _scalar(value: Any) -> float:
+def _scalar(value: Any) -> float | int:
+    if isinstance(value, int):
+        return value
     value = float(value)
     return value if math.isfinite(value) else float("nan")
 
@@ -44,12 +46,21 @@ def _scalar(value: Any) -> float:
 class RunLogger:
     """Writes one run's artefacts: config.yaml at start, one JSON line and tensorboard scalars per log call."""
 
-    def __init__(self, run_dir: Path, cfg: TrainConfig, plan: StepPlan, extra: dict[str, Any] | None = None):
+    def __init__(self, run_dir: Path, cfg: TrainConfig, plan: StepPlan, extra: dict[str, Any] | None = None,
+                 resume_epoch: int | None = None):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.run_dir / "config.yaml"
         resolved = {"config": to_dict(cfg), "step_plan": dataclasses.asdict(plan),
                     "versions": library_versions(), "command": " ".join(sys.argv), **(extra or {})}
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        if resume_epoch is not None and config_path.exists():
+            previous = yaml.safe_load(config_path.read_text()) or {}
+            changed = {k: [v, resolved["config"][k]] for k, v in previous.get("config", {}).items()
+                       if resolved["config"].get(k) != v}
+            resolved["resumes"] = [*previous.get("resumes", []), {"from_epoch": resume_epoch, "changed": changed,
+                                                                  "command": resolved["command"]}]
+        config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
+        self.history = self._keep_history_until(resume_epoch)
         self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
         self._tb = None
         if cfg.tensorboard:
@@ -57,6 +68,16 @@ class RunLogger:
 
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
         self._start = time.time()
+
+    def _keep_history_until(self, epoch: int | None) -> list[dict[str, float]]:
+        """On resume, drop records logged after the restored epoch (they will be produced again)."""
+        path = self.run_dir / "metrics.jsonl"
+        if epoch is None or not path.exists():
+            return []
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        kept = [r for r in records if r.get("epoch", 0) <= epoch]
+        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        return kept
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         record = {"env_steps": int(step), "wall_s": round(time.time() - self._start, 3)}

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import flax
@@ -13,10 +15,12 @@ import optax
 from crl import buffer as rb
 from crl import envs
 from crl.acting import collect_unroll
-from crl.config import ConfigError, StepPlan, TrainConfig, validate
+from crl.checkpoint import Checkpointer, Restored, buffer_fits
+from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator, uniform_random_policy
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
+from crl.preemption import Preempted, StopOnSignals
 from crl.run import RunLogger, default_run_dir, format_duration, progress_line
 
 Metrics = dict[str, jax.Array]
@@ -193,11 +197,12 @@ def evaluate_random_policy(trainer: Trainer, key: jax.Array) -> dict[str, float]
     return {name.replace("eval/", "eval/random_"): float(value) for name, value in metrics.items()}
 
 
-def _check_finite(metrics: dict[str, float], epoch: int) -> None:
-    bad = [name for name, value in metrics.items() if not jnp.isfinite(value)]
+def _check_finite(metrics: dict[str, float], epoch: int, last_checkpoint: str) -> None:
+    bad = [name for name, value in metrics.items() if not math.isfinite(value)]
     if bad:
-        raise NonFiniteError(f"epoch {epoch}: non-finite {', '.join(bad)}; training stopped. Lower the learning "
-                             f"rates, use compute_dtype=float32, or check the environment for NaN observations")
+        raise NonFiniteError(f"epoch {epoch}: non-finite {', '.join(bad)}; training stopped and nothing was saved "
+                             f"for this epoch. Last good checkpoint: {last_checkpoint}. Lower the learning rates, "
+                             f"use compute_dtype=float32, or check the environment for NaN observations")
 
 
 @dataclasses.dataclass
@@ -209,26 +214,39 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[str], None] | None = print) -> TrainResult:
-    """Host loop: compile (timed apart), prefill, then per epoch: train, evaluate, log, report progress."""
+    """Host loop: compile (timed apart), prefill or resume, then per epoch: train, evaluate, log, checkpoint.
+
+    A run directory that already holds checkpoints is resumed from the newest one that loads.
+    """
     trainer = trainer or make_trainer(cfg)
     say = print_fn if cfg.progress and print_fn else (lambda _: None)
-    run_dir = cfg.run_dir or default_run_dir(cfg)
+    run_dir = Path(cfg.run_dir or default_run_dir(cfg))
     state = trainer.init(jax.random.PRNGKey(cfg.seed))
+    ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint) if cfg.checkpoint_every else None
+    saved = ckpt.saved_config() if ckpt else None
+    changed = shape_differences(saved, cfg) if saved else []
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
+                          "Keep these fields as they were, or start a new run directory")
+    resumed = ckpt.restore_latest(state, log=say) if ckpt and ckpt.steps() else None
     params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
-    logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info})
+    logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info},
+                       resume_epoch=resumed.epoch if resumed else None)
     try:
-        return _run(cfg, trainer, state, logger, say)
+        with StopOnSignals() as stop:
+            return _run(cfg, trainer, state, resumed, logger, ckpt, stop, say)
     finally:
         logger.close()
+        if ckpt:
+            ckpt.close()
 
 
-def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, logger: RunLogger, say: Callable) -> TrainResult:
-    """Compile, prefill, then per epoch: train, check finiteness, evaluate, log, report progress."""
+def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Restored | None, logger: RunLogger,
+         ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable) -> TrainResult:
     plan = trainer.plan
-    params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
-        f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
-        f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
+        f"({param_count(state.critic_params):,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
+        f"({param_count(state.actor_params):,}), run dir {logger.run_dir}")
     say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
         f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
         f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
@@ -241,14 +259,13 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, logger: RunLo
     compile_s = time.perf_counter() - t0
     say(f"crl: compiled prefill, epoch and evaluation in {compile_s:.1f} s")
 
-    eval_key = jax.random.PRNGKey(cfg.seed + 1)
-    history = []
+    eval_base_key = jax.random.PRNGKey(cfg.seed + 1)
+    history = logger.history
     headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
 
     def evaluate_and_log(epoch_index: int, state: TrainingState, extra: dict[str, Any]) -> dict[str, float]:
-        nonlocal eval_key
-        eval_key, key = jax.random.split(eval_key)
         t_eval = time.perf_counter()
+        key = jax.random.fold_in(eval_base_key, epoch_index)  # per-epoch key: identical after a resume
         metrics = {k: float(v) for k, v in evaluate(state.actor_params, key).items()}
         metrics["time/eval_s"] = time.perf_counter() - t_eval
         metrics.update(extra, epoch=epoch_index, grad_steps=int(state.grad_steps))
@@ -256,29 +273,46 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, logger: RunLo
         history.append(record)
         return record
 
-    t_prefill = time.perf_counter()
-    state = prefill(state)
-    jax.block_until_ready(state.env_steps)
-    extra = {"time/compile_s": compile_s, "time/prefill_s": time.perf_counter() - t_prefill}
-    if cfg.random_baseline:
-        extra.update(evaluate_random_policy(trainer, jax.random.PRNGKey(cfg.seed + 2)))
-    record = evaluate_and_log(0, state, extra)
-    random_note = (f"; uniform random policy {record[headline.replace('eval/', 'eval/random_')]:.2f}"
-                   if cfg.random_baseline else "")
-    say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
+    if resumed:
+        state, start_epoch = resumed.state, resumed.epoch
+        say(f"crl: resumed from {resumed.path} (epoch {start_epoch}, {int(state.env_steps):,} env steps)")
+        if not resumed.has_buffer:
+            say(f"crl: the checkpoint holds no replay buffer (larger than checkpoint_buffer_mb); refilling it with "
+                f"{plan.prefill_env_steps:,} env steps before training continues")
+            state = prefill(state)
+    else:
+        start_epoch, t_prefill = 0, time.perf_counter()
+        state = prefill(state)
+        jax.block_until_ready(state.env_steps)
+        extra = {"time/compile_s": compile_s, "time/prefill_s": time.perf_counter() - t_prefill}
+        if cfg.random_baseline:
+            extra.update(evaluate_random_policy(trainer, jax.random.PRNGKey(cfg.seed + 2)))
+        record = evaluate_and_log(0, state, extra)
+        random_note = (f"; uniform random policy {record[headline.replace('eval/', 'eval/random_')]:.2f}"
+                       if cfg.random_baseline else "")
+        say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
-    train_time = 0.0
-    for epoch_index in range(1, cfg.num_epochs + 1):
+    last_checkpoint = str(resumed.path) if resumed else "none yet"
+    train_time, epochs_run = 0.0, 0
+    for epoch_index in range(start_epoch + 1, cfg.num_epochs + 1):
         t_epoch = time.perf_counter()
         state, metrics = epoch(state)
         metrics = {k: float(v) for k, v in metrics.items()}
         epoch_s = time.perf_counter() - t_epoch
-        train_time += epoch_s
-        _check_finite(metrics, epoch_index)
+        train_time, epochs_run = train_time + epoch_s, epochs_run + 1
+        _check_finite(metrics, epoch_index, last_checkpoint)
         metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
         metrics["time/epoch_s"] = epoch_s
         record = evaluate_and_log(epoch_index, state, metrics)
-        eta = (train_time + sum(r["time/eval_s"] for r in history)) / epoch_index * (cfg.num_epochs - epoch_index)
+        eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)
         say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
+        due = epoch_index % max(cfg.checkpoint_every, 1) == 0 or epoch_index == cfg.num_epochs or stop.requested
+        if ckpt and due:
+            path = ckpt.save(epoch_index, state, {"config": to_dict(cfg)}, record[headline],
+                             include_buffer=buffer_fits(state, cfg.checkpoint_buffer_mb))
+            last_checkpoint = str(path)
+        if stop.requested:
+            raise Preempted(f"stopped by {stop.requested} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
+                            f"Continue with: crl train --resume {logger.run_dir}")
     say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir / 'metrics.jsonl'}")
     return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer)

@@ -1,0 +1,138 @@
+"""Nothing lost: checkpoints, exact resume after SIGTERM, corrupt-checkpoint fallback, NaN guard."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax.numpy as jnp
+import pytest
+import yaml
+
+from crl.checkpoint import Checkpointer
+from crl.config import ConfigError, TrainConfig, to_dict
+from crl.preemption import PREEMPT_EXIT_CODE
+from crl.train import NonFiniteError, make_trainer, train
+
+EPOCHS = 6
+TIMING_KEYS = ("wall_s", "training/sps")  # wall-clock dependent; everything else must match exactly
+KILL_AFTER_RECORDS = 3  # epoch 0 + two trained epochs logged
+SUBPROCESS_TIMEOUT_S = 240
+
+
+def small(run_dir, **changes) -> TrainConfig:
+    values = dict(env="point_u_maze", num_envs=16, unroll_length=25, max_replay_size=400, min_replay_size=100,
+                  batch_size=64, sgd_steps_per_train_step=8, num_eval_envs=16, critic_width=32, actor_width=32,
+                  num_epochs=EPOCHS, total_env_steps=1_600 + EPOCHS * 12 * 400, run_dir=str(run_dir),
+                  progress=False, tensorboard=False, random_baseline=False, keep_checkpoints=2)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in TIMING_KEYS and not k.startswith("time/")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("straight")
+    train(small(run_dir))
+    return run_dir
+
+
+def test_sigterm_then_resume_is_bit_identical(uninterrupted, tmp_path):
+    run_dir = tmp_path / "killed"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in to_dict(small(run_dir)).items() if k != "run_dir"}))
+    cmd = [sys.executable, "-m", "crl.cli", "train", "--config", str(config), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    deadline = time.time() + SUBPROCESS_TIMEOUT_S
+    metrics = run_dir / "metrics.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= KILL_AFTER_RECORDS:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+    assert proc.returncode == PREEMPT_EXIT_CODE, (proc.returncode, out, err)
+    assert "stopped by SIGTERM" in err and "crl train --resume" in err
+    stopped_at = records(run_dir)[-1]["epoch"]
+    assert stopped_at < EPOCHS, "the run finished before the signal; make epochs longer"
+    assert Checkpointer(run_dir, 2, True).steps()[-1] == stopped_at  # saved on the way out
+
+    resumed = subprocess.run([sys.executable, "-m", "crl.cli", "train", "--resume", str(run_dir), "--progress"],
+                             capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {run_dir / 'checkpoints' / str(stopped_at)}" in resumed.stdout
+    got, want = records(run_dir), records(uninterrupted)
+    assert [r["epoch"] for r in got] == list(range(EPOCHS + 1))
+    assert [comparable(r) for r in got] == [comparable(r) for r in want]
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_previous(uninterrupted, tmp_path):
+    run_dir = tmp_path / "corrupt"
+    train(small(run_dir, num_epochs=3, total_env_steps=1_600 + 3 * 12 * 400))
+    newest = run_dir / "checkpoints" / "3"
+    for path in (newest / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\0garbage" * 3)
+    messages = []
+    trainer = make_trainer(small(run_dir))
+    restored = Checkpointer(run_dir, 2, True).restore_latest(trainer.init(jax_key()), log=messages.append)
+    assert restored.epoch == 2
+    assert any(str(newest) in m and "could not be restored" in m for m in messages)
+    assert list((run_dir / "checkpoints_unreadable").glob("3-*"))  # kept for inspection, not deleted
+    result = train(small(run_dir), trainer=trainer)  # resumes from epoch 2 and finishes the run
+    assert [r["epoch"] for r in result.history] == list(range(EPOCHS + 1))
+    assert (run_dir / "checkpoints" / str(EPOCHS)).exists()
+
+
+def test_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = small(tmp_path / "nan")
+    trainer = make_trainer(cfg)
+    per_epoch = trainer.plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step
+    clean_step = trainer.sgd_step
+
+    def poisoned(state, batch_and_key):  # the critic loss turns NaN during epoch 3
+        state, metrics = clean_step(state, batch_and_key)
+        bad = state.grad_steps > 2 * per_epoch
+        return state, {**metrics, "critic_loss": jnp.where(bad, jnp.nan, metrics["critic_loss"])}
+
+    trainer.sgd_step = poisoned
+    with pytest.raises(NonFiniteError) as err:
+        train(cfg, trainer=trainer)
+    message = str(err.value)
+    assert "epoch 3" in message and "training/critic_loss" in message
+    assert str(tmp_path / "nan" / "checkpoints" / "2") in message
+    assert Checkpointer(cfg.run_dir, 2, True).steps() == [1, 2]
+
+
+def test_resume_without_saved_buffer_refills(tmp_path, capsys):
+    run_dir = tmp_path / "nobuf"
+    train(small(run_dir, num_epochs=2, total_env_steps=1_600 + 2 * 12 * 400, checkpoint_buffer_mb=0))
+    meta = json.loads(next((run_dir / "checkpoints" / "2" / "meta").glob("*")).read_text())
+    assert meta["has_buffer"] is False
+    result = train(small(run_dir, num_epochs=3, total_env_steps=1_600 + 3 * 12 * 400, checkpoint_buffer_mb=0,
+                         progress=True))
+    out = capsys.readouterr().out
+    assert "holds no replay buffer" in out and "refilling" in out
+    assert [r["epoch"] for r in result.history] == [0, 1, 2, 3]
+    resumes = yaml.safe_load((run_dir / "config.yaml").read_text())["resumes"]
+    assert resumes[-1]["from_epoch"] == 2 and "num_epochs" in resumes[-1]["changed"]
+
+
+def test_resume_refuses_shape_changes(uninterrupted):
+    with pytest.raises(ConfigError, match=r"num_envs: 16 -> 32; critic_depth: 4 -> 8"):
+        train(small(uninterrupted, critic_depth=8, num_envs=32))
+
+
+def jax_key():
+    import jax
+
+    return jax.random.PRNGKey(0)
