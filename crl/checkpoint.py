@@ -80,11 +80,15 @@ class Checkpointer:
     def _meta(self, epoch: int) -> dict:
         return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-    def restore_latest(self, template: Any, log=print) -> Restored:
-        """Restore the newest checkpoint that loads, shaped like `template` (a freshly initialised state)."""
+    def restore_latest(self, template: Any, log=print, epoch: int | None = None) -> Restored:
+        """Restore the newest checkpoint that loads (or exactly `epoch`), shaped like `template` (a fresh state)."""
         steps = self.steps()
         if not steps:
             raise NoValidCheckpointError(f"no checkpoint in {self.directory}")
+        if epoch is not None:
+            if epoch not in steps:
+                raise NoValidCheckpointError(f"no checkpoint for epoch {epoch} in {self.directory}; saved: {steps}")
+            steps = [epoch]
         for epoch in reversed(steps):
             path = self.directory / str(epoch)
             try:

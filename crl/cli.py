@@ -1,4 +1,4 @@
-"""Command line: `crl train`, `crl envs`, `crl bench`."""
+"""Command line: `crl train`, `crl eval`, `crl envs`, `crl bench`."""
 from __future__ import annotations
 
 import argparse
@@ -25,7 +25,9 @@ def _train(argv: list[str]) -> int:
     known, rest = pre.parse_known_args(argv)
     try:
         if known.resume:
-            default = run_config(known.resume)
+            from crl.policy import load_run_config
+
+            default = load_run_config(known.resume)
         else:
             default = load_yaml(known.config) if known.config else TrainConfig()
     except ConfigError as err:
@@ -51,22 +53,6 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def run_config(run_dir: str):
-    """The resolved config of an existing run (RUN_DIR/config.yaml), pointed at that run directory."""
-    from pathlib import Path
-
-    import yaml
-
-    from crl.config import ConfigError, from_dict
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there; is it a crl run directory?")
-    values = dict(yaml.safe_load(path.read_text())["config"])
-    values["run_dir"] = str(run_dir)
-    return from_dict(values, source=str(path))
-
-
 def _envs(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="crl envs", description="List registered environments and their specs.")
     parser.parse_args(argv)
@@ -84,13 +70,45 @@ def _envs(argv: list[str]) -> int:
     return 0
 
 
+def _eval(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="crl eval", description="Evaluate a run's saved actor (deterministic "
+                                     "policy, fresh resets) and print the metrics as JSON.")
+    parser.add_argument("run_dir")
+    parser.add_argument("--checkpoint", type=int, default=None, metavar="EPOCH", help="default: the newest valid")
+    parser.add_argument("--eval-env", default=None, help="default: the run's eval env")
+    parser.add_argument("--num-eval-envs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="evaluation key; default: the run's own key for that epoch (reproduces its log)")
+    parser.add_argument("--export-actor", default=None, metavar="DIR",
+                        help="also write the actor params alone (msgpack + json) for inference")
+    args = parser.parse_args(argv)
+    _platform.enable_compilation_cache()
+    import json
+
+    from crl.checkpoint import NoValidCheckpointError
+    from crl.config import ConfigError
+    from crl.policy import evaluate_checkpoint, export_actor
+
+    overrides = {k: v for k, v in (("eval_env", args.eval_env), ("num_eval_envs", args.num_eval_envs)) if v}
+    try:
+        metrics = evaluate_checkpoint(args.run_dir, args.checkpoint, args.seed, **overrides)
+        if args.export_actor:
+            print(f"crl eval: actor written to {export_actor(args.run_dir, args.export_actor, args.checkpoint)}",
+                  file=sys.stderr)
+    except (ConfigError, NoValidCheckpointError) as err:
+        print(f"crl eval: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
 def _bench(argv: list[str]) -> int:
     from crl import bench  # enables the compile cache only where compile time is not what is measured
 
     return bench.main(argv)
 
 
-COMMANDS = {"train": _train, "envs": _envs, "bench": _bench}
+COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}
 
 
 def main(argv: list[str] | None = None) -> int:

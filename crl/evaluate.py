@@ -12,6 +12,11 @@ HEADLINE_PREFIX = "eval/episode_"
 Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (params, obs, key) -> action
 
 
+def epoch_eval_key(seed: int, epoch: int) -> jax.Array:
+    """The evaluation key of a run at an epoch: derived, not carried, so resumes and `crl eval` reproduce it."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed + 1), epoch)
+
+
 def deterministic_policy(deterministic_action: Callable) -> Policy:
     """The evaluation policy of the paper: tanh(mu), ignoring the key."""
     return lambda params, obs, key: deterministic_action(params, obs)

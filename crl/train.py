@@ -17,7 +17,8 @@ from crl import envs
 from crl.acting import collect_unroll
 from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
-from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator, uniform_random_policy
+from crl.evaluate import (HEADLINE_PREFIX, deterministic_policy, epoch_eval_key, make_evaluator,
+                          uniform_random_policy)
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
 from crl.preemption import Preempted, StopOnSignals
@@ -259,14 +260,12 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Rest
     compile_s = time.perf_counter() - t0
     say(f"crl: compiled prefill, epoch and evaluation in {compile_s:.1f} s")
 
-    eval_base_key = jax.random.PRNGKey(cfg.seed + 1)
     history = logger.history
     headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
 
     def evaluate_and_log(epoch_index: int, state: TrainingState, extra: dict[str, Any]) -> dict[str, float]:
         t_eval = time.perf_counter()
-        key = jax.random.fold_in(eval_base_key, epoch_index)  # per-epoch key: identical after a resume
-        metrics = {k: float(v) for k, v in evaluate(state.actor_params, key).items()}
+        metrics = {k: float(v) for k, v in evaluate(state.actor_params, epoch_eval_key(cfg.seed, epoch_index)).items()}
         metrics["time/eval_s"] = time.perf_counter() - t_eval
         metrics.update(extra, epoch=epoch_index, grad_steps=int(state.grad_steps))
         record = logger.log(int(state.env_steps), metrics)

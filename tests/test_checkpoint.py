@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import pytest
 import yaml
@@ -136,3 +137,24 @@ def jax_key():
     import jax
 
     return jax.random.PRNGKey(0)
+
+
+def test_crl_eval_reproduces_logged_metrics_and_exports_actor(uninterrupted, tmp_path, capsys):
+    from crl import cli
+    from crl.policy import load_actor, restore_run
+
+    assert cli.main(["eval", str(uninterrupted), "--export-actor", str(tmp_path / "actor")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    last = records(uninterrupted)[-1]
+    assert shown["epoch"] == EPOCHS
+    for name in ("eval/episode_success", "eval/episode_dist", "eval/avg_episode_length"):
+        assert shown[name] == last[name]
+    actor = load_actor(tmp_path / "actor")
+    _, restored = restore_run(uninterrupted)
+    obs = jax.random.normal(jax_key(), (5, actor.meta["obs_dim"]))
+    same = jax.tree.map(jnp.array_equal, actor.params, restored.state.actor_params)
+    assert all(jax.tree.leaves(same))  # the exported params are the checkpoint's, bit for bit
+    expected = jax.jit(actor.networks.deterministic_action)(restored.state.actor_params, obs)
+    assert jnp.array_equal(actor(obs), expected) and actor(obs).shape == (5, actor.meta["action_size"])
+    assert cli.main(["eval", str(uninterrupted), "--checkpoint", "99"]) == 2
+    assert "no checkpoint for epoch 99" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""Policies outside training: evaluate a saved checkpoint, export the actor alone, load it for inference."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+
+from crl import envs
+from crl.checkpoint import Checkpointer
+from crl.config import TrainConfig, from_dict, to_dict
+from crl.evaluate import epoch_eval_key
+from crl.networks import make_networks
+
+ACTOR_PARAMS_FILE = "actor.msgpack"
+ACTOR_META_FILE = "actor.json"
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved config a run was started with (RUN_DIR/config.yaml), pointed at that run directory."""
+    import yaml
+
+    from crl.config import ConfigError
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: no config.yaml there; is it a crl run directory?")
+    values = dict(yaml.safe_load(path.read_text())["config"])
+    values["run_dir"] = str(run_dir)
+    return from_dict(values, source=str(path))
+
+
+def restore_run(run_dir: str | Path, epoch: int | None = None, **overrides: Any):
+    """(trainer, restored checkpoint) of a run; overrides may change evaluation fields (e.g. num_eval_envs)."""
+    from crl.train import make_trainer
+
+    cfg = dataclasses.replace(load_run_config(run_dir), **overrides)
+    trainer = make_trainer(cfg)
+    ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint)
+    try:
+        restored = ckpt.restore_latest(trainer.init(jax.random.PRNGKey(cfg.seed)), epoch=epoch)
+    finally:
+        ckpt.close()
+    return trainer, restored
+
+
+def evaluate_checkpoint(run_dir: str | Path, epoch: int | None = None, seed: int | None = None,
+                        **overrides: Any) -> dict:
+    """Evaluation metrics of a saved actor (deterministic policy, fresh resets), with the epoch evaluated.
+
+    Without `seed` the run's own key for that epoch is used, so the logged evaluation is reproduced.
+    """
+    trainer, restored = restore_run(run_dir, epoch, **overrides)
+    key = epoch_eval_key(trainer.cfg.seed, restored.epoch) if seed is None else jax.random.PRNGKey(seed)
+    metrics = jax.jit(trainer.evaluate)(restored.state.actor_params, key)
+    return {"epoch": restored.epoch, "eval_env": trainer.eval_spec.name,
+            **{k: float(v) for k, v in metrics.items()}}
+
+
+def export_actor(run_dir: str | Path, out_dir: str | Path, epoch: int | None = None) -> Path:
+    """Write the actor's params (msgpack) and what rebuilds it (config, env spec) to out_dir."""
+    trainer, restored = restore_run(run_dir, epoch)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ACTOR_PARAMS_FILE).write_bytes(flax.serialization.to_bytes(restored.state.actor_params))
+    meta = {"config": to_dict(trainer.cfg), "env": trainer.spec.name, "epoch": restored.epoch,
+            "obs_dim": trainer.spec.obs_dim, "action_size": trainer.spec.action_size}
+    (out / ACTOR_META_FILE).write_text(json.dumps(meta, indent=1))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportedActor:
+    """A deterministic policy loaded from export_actor's folder: actor(obs) -> action in [-1, 1]."""
+
+    networks: Any
+    params: Any
+    meta: dict
+
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return jax.jit(self.networks.deterministic_action)(self.params, obs)
+
+
+def load_actor(path: str | Path) -> ExportedActor:
+    path = Path(path)
+    meta = json.loads((path / ACTOR_META_FILE).read_text())
+    cfg = from_dict(meta["config"])
+    networks = make_networks(envs.spec(meta["env"]), cfg)
+    template = networks.init(jax.random.PRNGKey(0))["actor"]
+    params = flax.serialization.from_bytes(template, (path / ACTOR_PARAMS_FILE).read_bytes())
+    return ExportedActor(networks=networks, params=params, meta=meta)
