@@ -66,6 +66,8 @@ class Checkpointer:
                                                          meta=ocp.args.JsonSave(meta)),
                           metrics={BEST_METRIC_KEY: float(headline)}, force=True)
         self.manager.wait_until_finished()
+        if self._meta(epoch)["epoch"] != epoch:  # read back what was written before relying on it
+            raise OSError(f"checkpoint {self.directory / str(epoch)} did not read back; check the disk")
         return self.directory / str(epoch)
 
     def saved_config(self) -> dict | None:

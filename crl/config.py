@@ -65,6 +65,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the newest K checkpoints (plus the best, see keep_best_checkpoint)
     keep_best_checkpoint: bool = True  # also keep the checkpoint with the best headline eval metric
     checkpoint_buffer_mb: float = 1024.0  # save the replay buffer when it is at most this big (MiB)
+    nan_rollbacks: int = 0  # on NaN/Inf, roll back to the last checkpoint with a new RNG key, at most this often
 
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.

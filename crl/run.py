@@ -60,8 +60,9 @@ class RunLogger:
             resolved["resumes"] = [*previous.get("resumes", []), {"from_epoch": resume_epoch, "changed": changed,
                                                                   "command": resolved["command"]}]
         config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
-        self.history = self._keep_history_until(resume_epoch)
-        self._jsonl = open(self.run_dir / "metrics.jsonl", "a", buffering=1)
+        self.history: list[dict[str, float]] = []
+        self._jsonl = None
+        self.truncate(resume_epoch)
         self._tb = None
         if cfg.tensorboard:
             from tensorboardX import SummaryWriter
@@ -69,15 +70,17 @@ class RunLogger:
             self._tb = SummaryWriter(str(self.run_dir / "tb"))
         self._start = time.time()
 
-    def _keep_history_until(self, epoch: int | None) -> list[dict[str, float]]:
-        """On resume, drop records logged after the restored epoch (they will be produced again)."""
+    def truncate(self, epoch: int | None) -> None:
+        """Keep metrics.jsonl (and history) up to `epoch`; later records are produced again after a restore."""
         path = self.run_dir / "metrics.jsonl"
-        if epoch is None or not path.exists():
-            return []
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        kept = [r for r in records if r.get("epoch", 0) <= epoch]
-        path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        return kept
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if epoch is not None and path.exists():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            kept = [r for r in records if r.get("epoch", 0) <= epoch]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.history[:] = kept
+        self._jsonl = open(path, "a", buffering=1)
 
     def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
         record = {"env_steps": int(step), "wall_s": round(time.time() - self._start, 3)}

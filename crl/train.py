@@ -25,6 +25,7 @@ from crl.preemption import Preempted, StopOnSignals
 from crl.run import RunLogger, default_run_dir, format_duration, progress_line
 
 Metrics = dict[str, jax.Array]
+NONFINITE_PARAMS = "training/nonfinite_params"  # count of NaN/Inf entries in the params after an epoch
 
 
 @flax.struct.dataclass
@@ -107,7 +108,10 @@ class Trainer:
         """One epoch = train_steps_per_epoch training steps, as one program; metrics averaged over it."""
         self._count_trace("epoch")
         state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.train_steps_per_epoch)
-        return state, {f"training/{k}": v.mean() for k, v in metrics.items()}
+        metrics = {f"training/{k}": v.mean() for k, v in metrics.items()}
+        params = (state.actor_params, state.critic_params, state.log_alpha)
+        metrics[NONFINITE_PARAMS] = sum(jnp.sum(~jnp.isfinite(p)) for p in jax.tree.leaves(params))
+        return state, metrics
 
     def _count_trace(self, name: str) -> None:
         # Runs only while tracing: counts compilations of each program (tests assert one per run).
@@ -198,8 +202,18 @@ def evaluate_random_policy(trainer: Trainer, key: jax.Array) -> dict[str, float]
     return {name.replace("eval/", "eval/random_"): float(value) for name, value in metrics.items()}
 
 
+def _roll_back(trainer: Trainer, ckpt: Checkpointer, prefill: Callable, attempt: int,
+               say: Callable) -> tuple[TrainingState, int]:
+    """Restore the newest valid checkpoint and fold `attempt` into its RNG key, so training takes another path."""
+    restored = ckpt.restore_latest(trainer.init(jax.random.PRNGKey(trainer.cfg.seed)), log=say)
+    state = restored.state.replace(key=jax.random.fold_in(restored.state.key, attempt))
+    return (state if restored.has_buffer else prefill(state)), restored.epoch
+
+
 def _check_finite(metrics: dict[str, float], epoch: int, last_checkpoint: str) -> None:
     bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if metrics.get(NONFINITE_PARAMS, 0) > 0:
+        bad.append(f"parameters ({int(metrics[NONFINITE_PARAMS])} entries)")
     if bad:
         raise NonFiniteError(f"epoch {epoch}: non-finite {', '.join(bad)}; training stopped and nothing was saved "
                              f"for this epoch. Last good checkpoint: {last_checkpoint}. Lower the learning rates, "
@@ -292,14 +306,25 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Rest
         say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
     last_checkpoint = str(resumed.path) if resumed else "none yet"
-    train_time, epochs_run = 0.0, 0
-    for epoch_index in range(start_epoch + 1, cfg.num_epochs + 1):
+    train_time, epochs_run, rollbacks, epoch_index = 0.0, 0, 0, start_epoch
+    while epoch_index < cfg.num_epochs:
+        epoch_index += 1
         t_epoch = time.perf_counter()
         state, metrics = epoch(state)
         metrics = {k: float(v) for k, v in metrics.items()}
         epoch_s = time.perf_counter() - t_epoch
         train_time, epochs_run = train_time + epoch_s, epochs_run + 1
-        _check_finite(metrics, epoch_index, last_checkpoint)
+        try:
+            _check_finite(metrics, epoch_index, last_checkpoint)
+        except NonFiniteError as err:
+            if rollbacks >= cfg.nan_rollbacks or not (ckpt and ckpt.steps()):
+                raise
+            rollbacks += 1
+            state, epoch_index = _roll_back(trainer, ckpt, prefill, rollbacks, say)
+            logger.truncate(epoch_index)
+            say(f"crl: {err}\ncrl: rolled back to epoch {epoch_index} with a new RNG key "
+                f"(rollback {rollbacks} of {cfg.nan_rollbacks})")
+            continue
         metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
         metrics["time/epoch_s"] = epoch_s
         record = evaluate_and_log(epoch_index, state, metrics)

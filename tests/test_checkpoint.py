@@ -158,3 +158,39 @@ def test_crl_eval_reproduces_logged_metrics_and_exports_actor(uninterrupted, tmp
     assert jnp.array_equal(actor(obs), expected) and actor(obs).shape == (5, actor.meta["action_size"])
     assert cli.main(["eval", str(uninterrupted), "--checkpoint", "99"]) == 2
     assert "no checkpoint for epoch 99" in capsys.readouterr().err
+
+
+def test_nan_rollback_retries_from_last_checkpoint_then_gives_up(tmp_path):
+    cfg = small(tmp_path / "rollback", nan_rollbacks=2, progress=True)
+    trainer = make_trainer(cfg)
+    per_epoch = trainer.plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step
+    clean_step = trainer.sgd_step
+
+    def poisoned(state, batch_and_key):  # always NaN in epoch 3, whatever the key
+        state, metrics = clean_step(state, batch_and_key)
+        bad = state.grad_steps > 2 * per_epoch
+        return state, {**metrics, "critic_loss": jnp.where(bad, jnp.nan, metrics["critic_loss"])}
+
+    trainer.sgd_step = poisoned
+    lines = []
+    with pytest.raises(NonFiniteError, match="epoch 3"):
+        train(cfg, trainer=trainer, print_fn=lines.append)
+    rolled = [line for line in lines if "rolled back to epoch 2" in line]
+    assert len(rolled) == 2 and "rollback 2 of 2" in rolled[-1]
+    assert [r["epoch"] for r in records(cfg.run_dir)] == [0, 1, 2]  # nothing logged for the failed epochs
+    assert Checkpointer(cfg.run_dir, 2, True).steps() == [1, 2]
+
+
+def test_nonfinite_parameters_are_caught(tmp_path):
+    cfg = small(tmp_path / "params", num_epochs=2, total_env_steps=1_600 + 2 * 12 * 400)
+    trainer = make_trainer(cfg)
+    clean_step = trainer.sgd_step
+
+    def poison_params(state, batch_and_key):  # losses stay finite, one critic weight becomes Inf
+        state, metrics = clean_step(state, batch_and_key)
+        critic = jax.tree.map(lambda p: p.at[(0,) * p.ndim].set(jnp.inf), state.critic_params)
+        return state.replace(critic_params=critic), metrics
+
+    trainer.sgd_step = poison_params
+    with pytest.raises(NonFiniteError, match=r"epoch 1: non-finite .*parameters \(\d+ entries\)"):
+        train(cfg, trainer=trainer)
