@@ -12,7 +12,11 @@ class Preempted(Exception):
 
 
 class StopOnSignals:
-    """Context manager: the first stop signal sets `requested`; a second SIGINT interrupts at once."""
+    """Context manager: the first stop signal sets `requested` (save after the epoch).
+
+    A second SIGINT raises KeyboardInterrupt as soon as Python runs again (after the running XLA program)
+    and restores the OS default, so a third Ctrl-C kills the process immediately.
+    """
 
     def __init__(self) -> None:
         self.requested: str | None = None
@@ -20,6 +24,7 @@ class StopOnSignals:
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
 

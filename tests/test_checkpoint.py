@@ -194,3 +194,11 @@ def test_nonfinite_parameters_are_caught(tmp_path):
     trainer.sgd_step = poison_params
     with pytest.raises(NonFiniteError, match=r"epoch 1: non-finite .*parameters \(\d+ entries\)"):
         train(cfg, trainer=trainer)
+
+
+def test_keeps_last_k_and_the_best(tmp_path):
+    ckpt = Checkpointer(tmp_path, keep_last=2, keep_best=True)
+    for epoch, headline in zip(range(1, 6), [5.0, 1.0, 2.0, 3.0, 4.0]):  # epoch 1 is the best
+        ckpt.save(epoch, {"w": jnp.full((3,), float(epoch))}, {"config": {}}, headline, include_buffer=True)
+    assert ckpt.steps() == [1, 4, 5]
+    ckpt.close()
