@@ -98,14 +98,27 @@ def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     return TrainConfig(**values)
 
 
-def load_yaml(path: str | Path) -> TrainConfig:
-    path = Path(path)
+BASE_KEY = "base"  # a preset may start from another: `base: ../paper.yaml` (path relative to the preset)
+
+
+def _yaml_values(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The preset's fields, with its `base:` chain applied first (later files override earlier ones)."""
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/quickstart.yaml)")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `{BASE_KEY}:` chain loops back to itself ({' -> '.join(map(str, seen))})")
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of field: value, got {type(values).__name__}")
-    return from_dict(values, source=str(path))
+    base = values.pop(BASE_KEY, None)
+    if base is None:
+        return values
+    return {**_yaml_values(path.parent / base, (*seen, path.resolve())), **values}
+
+
+def load_yaml(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    return from_dict(_yaml_values(path), source=str(path))
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     import mujoco.mjx  # noqa: F401
 
 from . import ant as _ant
+from . import ant_maze as _ant_maze
 from . import point_maze as _point_maze
 from .registry import (
     DuplicateEnvError,
@@ -27,6 +28,7 @@ from .wrappers import RESET_MODES, TRAJ_ID_KEY, wrap_for_eval, wrap_for_training
 
 _point_maze.register_all(register)
 _ant.register_all(register)
+_ant_maze.register_all(register)
 
 __all__ = [
     "DuplicateEnvError",

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
-from .maze import MazeLayout, get_layout
+from .maze import LAYOUTS, MazeLayout, get_layout
 from .spec import EnvSpec, goal_metrics
 
 CELL_SIZE = 1.0
@@ -35,12 +35,7 @@ EPISODE_LENGTH_ROUNDING = 50
 BACKEND = "jax"
 
 # Layouts registered as `point_<layout>` (reference.md 6.1); hardest_maze is its own eval layout.
-POINT_MAZE_LAYOUTS = (
-    "u_maze", "u_maze_eval", "u2_maze", "u2_maze_eval", "u3_maze", "u3_maze_eval",
-    "u4_maze", "u4_maze_eval", "u5_maze", "u5_maze_eval", "u6_maze", "u6_maze_eval",
-    "u7_maze", "u7_maze_eval", "u_maze_single_eval", "u3_maze_single_eval",
-    "big_maze", "big_maze_eval", "hardest_maze",
-)  # fmt: skip
+POINT_MAZE_LAYOUTS = tuple(LAYOUTS)  # every layout of reference 6.1 (maze.py); hardest_maze is its own eval layout
 
 
 def default_episode_length(layout: MazeLayout, cell_size: float = CELL_SIZE, max_step: float = MAX_STEP) -> int:

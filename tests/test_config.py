@@ -17,9 +17,32 @@ def paper(**changes) -> TrainConfig:
 
 
 def test_presets_load_and_validate():
-    for path in sorted(CONFIGS.glob("*.yaml")):
+    from crl import envs
+
+    paths = sorted(CONFIGS.rglob("*.yaml"))
+    assert CONFIGS / "paper" / "ant_u4_maze.yaml" in paths
+    for path in paths:
         cfg = load_yaml(path)
-        validate(cfg, known_envs=None)
+        spec = envs.spec(cfg.env) if cfg.env in envs.list_envs() else None
+        validate(cfg, known_envs=envs.list_envs(), episode_length=spec.episode_length if spec else None)
+
+
+def test_paper_task_presets_inherit_table7():
+    cfg = load_yaml(CONFIGS / "paper" / "ant_u5_maze.yaml")
+    assert (cfg.env, cfg.eval_env, cfg.num_epochs, cfg.total_env_steps) == ("ant_u5_maze", "ant_u5_maze_eval", 400,
+                                                                           400_000_000)
+    assert (cfg.num_envs, cfg.batch_size, cfg.sgd_steps_per_train_step, cfg.reset_mode) == (512, 512, 800, "cached")
+    assert plan_steps(cfg, EPISODE).train_steps_per_epoch == 31  # ~1 M env steps per epoch, as the paper
+
+
+def test_base_chain_overrides_and_rejects_loops(tmp_path):
+    (tmp_path / "a.yaml").write_text("critic_depth: 8\nseed: 1\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\nseed: 2\n")
+    cfg = load_yaml(tmp_path / "b.yaml")
+    assert (cfg.critic_depth, cfg.seed) == (8, 2)
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    with pytest.raises(ConfigError, match="loops back"):
+        load_yaml(tmp_path / "b.yaml")
 
 
 def test_paper_preset_has_table7_values():

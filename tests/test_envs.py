@@ -9,7 +9,7 @@ from brax.envs.base import Env, State
 
 import crl.envs as envs
 from crl.envs import ant as ant_mod
-from crl.envs import maze, point_maze
+from crl.envs import ant_maze, maze, point_maze
 from crl.envs.point_maze import PointMaze
 
 ROLLOUT_ENVS = 4
@@ -63,7 +63,14 @@ def _check_state(env, state, leading):
     assert set(np.unique(np.asarray(state.done))) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("name", envs.list_envs())
+# ant maze ids (19 distinct models, ~10-30 s compile each on CPU) run here only with -m slow;
+# tests/test_ant_maze.py covers ant_u_maze by default.
+_ANT_MAZE_IDS = {f"ant_{layout}" for layout in ant_maze.ANT_MAZE_LAYOUTS}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _ANT_MAZE_IDS else n for n in envs.list_envs()]
+)
 def test_every_env_resets_and_steps_under_jit(name, rollouts):
     env, state0, traj = rollouts(name)
     s = env.spec
