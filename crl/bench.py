@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 
 from crl._platform import enable_compilation_cache
 from crl.config import TrainConfig, plan_steps

@@ -162,8 +162,12 @@ def _check_positive(cfg: TrainConfig, names: list[str]) -> None:
             raise ConfigError(f"{name} = {value}: must be positive")
 
 
-def validate(cfg: TrainConfig, known_envs: list[str] | None = None, episode_length: int | None = None) -> StepPlan:
-    """Reject configs that cannot run, before anything is traced. Returns the step plan."""
+def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
+             episode_length: int | None = None) -> StepPlan | None:
+    """Reject configs that cannot run, before anything is traced.
+
+    Returns the step plan, or None when episode_length is not given (only field-level checks then run).
+    """
     _check_positive(cfg, ["num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
                           "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "critic_width",
                           "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
@@ -193,7 +197,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None, episode_leng
         raise ConfigError(f"min_replay_size = {cfg.min_replay_size} > max_replay_size = {cfg.max_replay_size}: "
                           "the buffer cannot hold what training waits for; raise max_replay_size or lower min_replay_size")
     if episode_length is None:
-        return None  # type: ignore[return-value]
+        return None
     if cfg.min_replay_size < episode_length:
         raise ConfigError(f"min_replay_size = {cfg.min_replay_size} < episode_length = {episode_length}: training "
                           f"samples windows of one episode length; set min_replay_size >= {episode_length}")

@@ -173,7 +173,7 @@ def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
 
 def make_trainer(cfg: TrainConfig) -> Trainer:
     """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
-    validate(cfg, known_envs=envs.list_envs())
+    validate(cfg, known_envs=envs.list_envs())  # names an unknown env before the spec lookup below needs it
     spec = envs.spec(cfg.env)
     eval_name = cfg.eval_env or cfg.env
     eval_spec = envs.spec(eval_name)
