@@ -7,24 +7,22 @@ Success radius 0.5 (easy 2.0). Termination when the torso z leaves [0.2, 1.0]. C
 0.005 s x 10 frames = 0.05 s. Reset noise as the reference: q = init_q + U(-0.1, 0.1),
 qd = 0.1 N(0, 1).
 
-`GoalAnt` is data-driven -- the model is an MJCF string and start/goal are sampler functions --
-so ant mazes (walls as boxes in the MJCF, start = R cell, goal = G cells) can reuse it.
+`GoalAnt` is data-driven -- the model is an MJCF string and the (start, goal) pair comes from a
+`tasks.TaskSampler` -- so ant mazes (walls as boxes in the MJCF, start = R cell, goal = G cells)
+and stitching tasks (start and goal drawn together) reuse it unchanged.
 """
 from __future__ import annotations
 
 import functools
 import warnings
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 from brax.envs.base import PipelineEnv, State
 from brax.io import mjcf
 from etils import epath
 
+from . import tasks
 from .spec import EnvSpec, goal_metrics
-
-Sampler = Callable[[jax.Array], jax.Array]  # key -> xy, shape (2,)
 
 ANT_XML_PATH = epath.resource_path("brax") / "envs/assets/ant.xml"
 BACKEND = "spring"
@@ -46,22 +44,6 @@ def ant_xml() -> str:
     return ANT_XML_PATH.read_text()
 
 
-def circle_goal_sampler(radius: float) -> Sampler:
-    """Goals uniform on the circle of `radius` around the origin."""
-
-    def sample(key: jax.Array) -> jax.Array:
-        angle = jax.random.uniform(key, (), minval=0.0, maxval=2.0 * jnp.pi)
-        return radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
-
-    return sample
-
-
-def zero_start(key: jax.Array) -> jax.Array:
-    """Start offset (0, 0): the torso starts at the model's init xy (+ reset noise)."""
-    del key
-    return jnp.zeros((2,))
-
-
 def load_system(xml: str, timestep: float):
     """brax System from MJCF text with the physics step set on opt.timestep (reference 6.4)."""
     with warnings.catch_warnings():
@@ -78,8 +60,7 @@ class GoalAnt(PipelineEnv):
         *,
         name: str = "ant",
         xml: str | None = None,
-        goal_sampler: Sampler | None = None,
-        start_sampler: Sampler = zero_start,
+        task_sampler: tasks.TaskSampler | None = None,
         backend: str = BACKEND,
         timestep: float = PHYSICS_TIMESTEP,
         n_frames: int = N_FRAMES,
@@ -94,8 +75,8 @@ class GoalAnt(PipelineEnv):
         mj = sys.mj_model
         root = mj.joint(ROOT_JOINT)
         self._root_q = int(mj.jnt_qposadr[root.id])  # x, y, z, quaternion
-        self._goal_sampler = goal_sampler or circle_goal_sampler(GOAL_RADIUS)
-        self._start_sampler = start_sampler
+        # default: start at the model's init xy, goal uniform on the circle of radius GOAL_RADIUS
+        self._task_sampler = task_sampler or tasks.independent(tasks.origin, tasks.circle(GOAL_RADIUS))
         self._healthy_z_range = tuple(float(z) for z in healthy_z_range)
         self._reset_noise_scale = float(reset_noise_scale)
         state_dim = sys.q_size() + sys.qd_size()
@@ -116,13 +97,13 @@ class GoalAnt(PipelineEnv):
         return self.spec.obs_dim
 
     def reset(self, rng: jax.Array) -> State:
-        k_q, k_qd, k_start, k_goal = jax.random.split(rng, 4)
+        k_q, k_qd, k_task = jax.random.split(rng, 3)
+        start, goal = self._task_sampler(k_task)
         low, high = -self._reset_noise_scale, self._reset_noise_scale
         q = self.sys.init_q + jax.random.uniform(k_q, (self.sys.q_size(),), minval=low, maxval=high)
-        q = q.at[self._root_q : self._root_q + 2].add(self._start_sampler(k_start))
+        q = q.at[self._root_q : self._root_q + 2].add(start)
         qd = high * jax.random.normal(k_qd, (self.sys.qd_size(),))
         pipeline_state = self.pipeline_init(q, qd)
-        goal = self._goal_sampler(k_goal)
         dist, metrics = self._metrics(pipeline_state, goal)
         return State(
             pipeline_state=pipeline_state,

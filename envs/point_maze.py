@@ -10,6 +10,8 @@ noise of +-START_NOISE * s per axis; goal = a uniformly drawn G cell centre (exa
 termination. Episode length: at least EPISODE_LENGTH and at least PATH_TIME_FACTOR x the
 straight-run time to the farthest goal along the shortest cell path (rounded up to a multiple
 of EPISODE_LENGTH_ROUNDING), so every goal is reachable well within an episode.
+Stitching ids `point_<layout>_gen_<cfg>` (stitching.py, reference 6.2) draw (start, goal) pairs a
+given number of cells apart along the corridor, both at exact cell centres (no start noise).
 """
 from __future__ import annotations
 
@@ -20,8 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
+from . import tasks
+from .families import register_maze_family
 from .maze import LAYOUTS, MazeLayout, get_layout
 from .spec import EnvSpec, goal_metrics
+from .stitching import stitching_sampler
 
 CELL_SIZE = 1.0
 MAX_STEP = 0.2  # max displacement per axis per step, in world units (0.2 cells)
@@ -63,16 +68,20 @@ class PointMaze(Env):
         success_radius: float = SUCCESS_RADIUS,
         success_easy_radius: float = SUCCESS_EASY_RADIUS,
         episode_length: int | None = None,
+        stitching: str | None = None,
     ):
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         if not 0.0 < max_step < 0.5 * cell_size:
             raise ValueError(f"max_step must be in (0, cell_size / 2) to prevent tunnelling, got {max_step}")
         self.cell_size = float(cell_size)
         self.max_step = float(max_step)
-        self.start_noise = float(start_noise)
+        self.start_noise = 0.0 if stitching else float(start_noise)
         self._walls = np.asarray(self.layout.walls, bool)
-        self._starts = self.layout.start_centers(cell_size)
-        self._goals = self.layout.goal_centers(cell_size)
+        if stitching:
+            self._task_sampler = stitching_sampler(self.layout, stitching, cell_size)
+        else:
+            self._task_sampler = tasks.independent(tasks.choice(self.layout.start_centers(cell_size)),
+                                                   tasks.choice(self.layout.goal_centers(cell_size)))
         if episode_length is None:
             episode_length = default_episode_length(self.layout, cell_size, max_step)
         self.spec = EnvSpec(
@@ -105,13 +114,10 @@ class PointMaze(Env):
         return DT
 
     def reset(self, rng: jax.Array) -> State:
-        k_start, k_noise, k_goal = jax.random.split(rng, 3)
-        starts = jnp.asarray(self._starts)
-        goals = jnp.asarray(self._goals)
-        start = starts[jax.random.randint(k_start, (), 0, starts.shape[0])]
+        k_task, k_noise = jax.random.split(rng)
+        start, goal = self._task_sampler(k_task)
         noise = self.start_noise * self.cell_size
         pos = start + jax.random.uniform(k_noise, (2,), minval=-noise, maxval=noise)
-        goal = goals[jax.random.randint(k_goal, (), 0, goals.shape[0])]
         dist, metrics = self._metrics(pos, goal)
         return State(
             pipeline_state=pos,
@@ -156,15 +162,7 @@ class PointMaze(Env):
         return goal_metrics(self.spec, pos, goal)
 
 
-def _factory(layout: str):
-    def make_point_maze(**kwargs) -> PointMaze:
-        return PointMaze(layout, **kwargs)
-
-    make_point_maze.__name__ = f"make_point_{layout}"
-    return make_point_maze
-
-
 def register_all(register) -> None:
-    """Register `point_<layout>` for every layout in POINT_MAZE_LAYOUTS with `register(name, factory)`."""
-    for layout in POINT_MAZE_LAYOUTS:
-        register(f"point_{layout}", _factory(layout))
+    """Register `point_<layout>` for every layout in POINT_MAZE_LAYOUTS and the stitching family."""
+    del register  # the maze family registers through registry directly
+    register_maze_family("point", PointMaze, POINT_MAZE_LAYOUTS)

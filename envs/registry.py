@@ -6,10 +6,13 @@
     crl.envs.spec("my_env")                     # EnvSpec (builds the env once, then cached)
 
 Factories are stored, not called, so registering is free; an env is built only by make/spec.
+Parametric families (e.g. stitching ids `ant_<layout>_gen_<cfg>`) register an id pattern with
+`register_pattern`: `make` resolves a matching name that has no factory of its own.
 """
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Callable
 
 from .spec import EnvSpec
@@ -18,19 +21,21 @@ Factory = Callable[..., Any]
 
 _FACTORIES: dict[str, Factory] = {}
 _SPEC_CACHE: dict[str, EnvSpec] = {}
+_PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Factory]]] = {}  # description -> (regex, resolver)
 _CLOSE_MATCH_CUTOFF = 0.6  # difflib similarity below which no suggestion is made
 
 
 class UnknownEnvError(KeyError, ValueError):
     """Raised for a name that is not registered; the message lists known names and the closest match."""
 
-    def __init__(self, name: str, known: list[str]):
+    def __init__(self, name: str, known: list[str], patterns: list[str] = ()):
         self.name = name
         self.known = known
         close = difflib.get_close_matches(name, known, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
         self.closest = close[0] if close else None
         hint = f" Did you mean {self.closest!r}?" if self.closest else ""
-        self.message = f"unknown environment {name!r}.{hint} Known environments: {', '.join(known) or '(none)'}"
+        families = f" Families: {', '.join(patterns)}." if patterns else ""
+        self.message = f"unknown environment {name!r}.{hint} Known environments: {', '.join(known) or '(none)'}.{families}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -59,6 +64,21 @@ def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
     _SPEC_CACHE.pop(name, None)
 
 
+def register_pattern(description: str, pattern: re.Pattern | str, resolve: Callable[[re.Match], Factory]) -> None:
+    """Resolve any unregistered name fully matching `pattern` to the factory `resolve(match)`.
+
+    `description` (e.g. 'ant_<layout>_gen_<cfg>') names the family in listings and errors;
+    `resolve` may raise ValueError to say why a matching name is still invalid.
+    """
+    _PATTERNS[description] = (re.compile(pattern), resolve)
+    _SPEC_CACHE.clear()
+
+
+def list_patterns() -> list[str]:
+    """Descriptions of the registered id families."""
+    return sorted(_PATTERNS)
+
+
 def unregister(name: str) -> None:
     """Remove `name` from the registry (UnknownEnvError if absent)."""
     _check_known(name)
@@ -73,8 +93,7 @@ def list_envs() -> list[str]:
 
 def make(name: str, **kwargs: Any):
     """Build the environment registered as `name`, passing `kwargs` to its factory."""
-    _check_known(name)
-    env = _FACTORIES[name](**kwargs)
+    env = _factory(name)(**kwargs)
     env_spec = getattr(env, "spec", None)
     if not isinstance(env_spec, EnvSpec):
         raise TypeError(
@@ -90,6 +109,16 @@ def spec(name: str) -> EnvSpec:
     return _SPEC_CACHE[name]
 
 
+def _factory(name: str) -> Factory:
+    if name in _FACTORIES:
+        return _FACTORIES[name]
+    for pattern, resolve in _PATTERNS.values():
+        match = pattern.fullmatch(name)
+        if match:
+            return resolve(match)
+    raise UnknownEnvError(name, list_envs(), list_patterns())
+
+
 def _check_known(name: str) -> None:
     if name not in _FACTORIES:
-        raise UnknownEnvError(name, list_envs())
+        raise UnknownEnvError(name, list_envs(), list_patterns())

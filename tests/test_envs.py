@@ -423,8 +423,7 @@ def test_ant_goal_start_and_timing(rollouts):
 
 def test_ant_model_is_data():
     """The ant class takes the model, start and goal samplers as data (for ant mazes)."""
-    env = ant_mod.GoalAnt(name="ant_test", goal_sampler=lambda k: jnp.array([3.0, 4.0]),
-                          start_sampler=lambda k: jnp.array([8.0, 4.0]))
+    env = ant_mod.GoalAnt(name="ant_test", task_sampler=lambda k: (jnp.array([8.0, 4.0]), jnp.array([3.0, 4.0])))
     state = jax.jit(env.reset)(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(np.asarray(state.info["goal"]), [3.0, 4.0])
     np.testing.assert_allclose(np.asarray(state.obs[:2]), [8.0, 4.0], atol=0.1 + 1e-6)
