@@ -63,13 +63,14 @@ def _check_state(env, state, leading):
     assert set(np.unique(np.asarray(state.done))) <= {0.0, 1.0}
 
 
-# ant maze ids (19 distinct models, ~10-30 s compile each on CPU) run here only with -m slow;
-# tests/test_ant_maze.py covers ant_u_maze by default.
-_ANT_MAZE_IDS = {f"ant_{layout}" for layout in ant_maze.ANT_MAZE_LAYOUTS}
+# Physics ids other than `ant` (each a distinct model: ~10-60 s compile on a 2-core CPU) run here
+# only with -m slow; each family's own test file covers one representative id by default.
+def _is_fast(name: str) -> bool:
+    return name.startswith("point_") or name == "ant"
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in _ANT_MAZE_IDS else n for n in envs.list_envs()]
+    "name", [n if _is_fast(n) else pytest.param(n, marks=pytest.mark.slow) for n in envs.list_envs()]
 )
 def test_every_env_resets_and_steps_under_jit(name, rollouts):
     env, state0, traj = rollouts(name)
