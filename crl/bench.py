@@ -1,4 +1,4 @@
-"""Benchmarks: compile time and SGD-update time against depth; training throughput on a real env.
+"""Benchmarks: compile time and SGD-update time against depth; training throughput; env steps/s.
 
 Results go to docs/ as Markdown (median, ratio, device, versions, command) plus raw JSON.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jax
 
+from crl import bench_envs
 from crl._platform import enable_compilation_cache
 from crl.config import TrainConfig, plan_steps
 from crl.envs.spec import EnvSpec
@@ -76,14 +77,17 @@ def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dt
             "params": param_count(state.critic_params) + param_count(state.actor_params)}
 
 
-def _write(out: Path, title: str, command: str, table: list[str], notes: list[str], raw: list[dict]) -> None:
+def write_results(out: Path, title: str, command: str, table: list[str], notes: list[str], raw: list[dict],
+                  quiet: bool = False) -> None:
+    """Write the Markdown report (machine, versions, command, date, table, notes) and raw JSON beside it."""
     out.parent.mkdir(parents=True, exist_ok=True)
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items())
     lines = [f"# {title}", "", f"- Machine: {machine_description()}", f"- Versions: {versions}",
              f"- Command: `{command}`", f"- Date: {time.strftime('%Y-%m-%d')}", "", *table, "", *notes, ""]
     out.write_text("\n".join(lines))
     out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
-    print(f"wrote {out} and {out.with_suffix('.json')}")
+    if not quiet:
+        print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
 def bench_networks(args: argparse.Namespace) -> int:
@@ -111,7 +115,7 @@ def bench_networks(args: argparse.Namespace) -> int:
              f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
              "than straight-line code (compare the unrolled rows): scan is what keeps compile time flat in depth."]
-    _write(Path(args.out), "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
+    write_results(Path(args.out), "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
            table, notes, rows)
     return 0
 
@@ -156,7 +160,7 @@ def bench_train(args: argparse.Namespace) -> int:
              "reference using about one core; crl's were measured here, not side by side in one run.",
              "compile s is with JAX's persistent compilation cache on (a warm cache makes it a load, not a "
              "compile); eval s = 128 envs x 1,000 steps (the reference: ~16 s per epoch)."]
-    _write(Path(args.out), f"Training throughput on {args.env} (CPU)", "crl " + " ".join(sys.argv[1:]),
+    write_results(Path(args.out), f"Training throughput on {args.env} (CPU)", "crl " + " ".join(sys.argv[1:]),
            table, notes, results)
     return 0
 
@@ -183,5 +187,6 @@ def main(argv: list[str]) -> int:
     tr.add_argument("--eval-envs", type=int, default=128)
     tr.add_argument("--out", default="docs/bench_train.md")
     tr.set_defaults(run=bench_train)
+    bench_envs.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)

@@ -17,6 +17,7 @@ from . import point_maze as _point_maze
 from .registry import (
     DuplicateEnvError,
     UnknownEnvError,
+    check_name,
     list_envs,
     list_patterns,
     make,
@@ -38,6 +39,7 @@ __all__ = [
     "RESET_MODES",
     "TRAJ_ID_KEY",
     "UnknownEnvError",
+    "check_name",
     "list_envs",
     "list_patterns",
     "make",

@@ -109,6 +109,11 @@ def spec(name: str) -> EnvSpec:
     return _SPEC_CACHE[name]
 
 
+def check_name(name: str) -> None:
+    """Raise UnknownEnvError (or ValueError for a malformed family id) unless `name` can be made."""
+    _factory(name)
+
+
 def _factory(name: str) -> Factory:
     if name in _FACTORIES:
         return _FACTORIES[name]

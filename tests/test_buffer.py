@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from stats import chi2_ok
 
 from crl import buffer as B
 
-CHI2_SIGMAS = 6.0  # reject a chi-square statistic above df + 6 * sqrt(2 df) (normal approx.)
 
 
 def _time_chunk(start, unroll, num_envs, obs_dim=2, action_dim=1, traj_id=None):
@@ -28,17 +28,6 @@ def _fill(capacity, num_envs, unroll, num_chunks):
     for c in range(num_chunks):
         buf = ins(buf, _time_chunk(c * unroll, unroll, num_envs))
     return buf
-
-
-def _chi2_ok(counts, probs):
-    """Pearson chi-square of observed counts vs exact probabilities, with a conservative bound."""
-    counts, probs = np.asarray(counts, float), np.asarray(probs, float)
-    n = counts.sum()
-    keep = probs > 0
-    assert counts[~keep].sum() == 0, "observed an outcome of probability zero"
-    stat = ((counts[keep] - n * probs[keep]) ** 2 / (n * probs[keep])).sum()
-    df = keep.sum() - 1
-    return stat <= df + CHI2_SIGMAS * math.sqrt(2 * max(df, 1)), stat
 
 
 def _truncated_geometric(discount, m):
@@ -97,7 +86,7 @@ def test_sample_window_starts_uniform():
     counts = np.bincount(starts, minlength=num_starts)
     assert len(counts) == num_starts, "a start beyond the last valid one was drawn"
     assert counts.min() > 0, "some valid start never drawn"
-    ok, stat = _chi2_ok(counts, np.full(num_starts, 1.0 / num_starts))
+    ok, stat = chi2_ok(counts, np.full(num_starts, 1.0 / num_starts))
     assert ok, stat
     assert abs(starts.mean() - (num_starts - 1) / 2) < 0.3
 
@@ -151,7 +140,7 @@ def test_offsets_match_truncated_geometric(discount):
         counts = np.bincount(offsets[:, t], minlength=m + 1)
         assert len(counts) == m + 1, f"offset beyond the window end at t={t}"
         probs = np.concatenate([[0.0], _truncated_geometric(discount, m)])
-        ok, stat = _chi2_ok(counts, probs)
+        ok, stat = chi2_ok(counts, probs)
         assert ok, (t, stat)
         np.testing.assert_allclose(offsets[:, t].mean(), (np.arange(m + 1) * probs).sum(), rtol=0.03)
     np.testing.assert_array_equal(offsets[:, length - 1], 0)  # last step is its own goal
@@ -188,7 +177,7 @@ def test_offsets_match_reference_matrix_with_segments():
     probs = _reference_matrix_probs(traj_id, discount)
     for t in range(len(traj_id)):
         counts = np.bincount(goal_step[:, t], minlength=len(traj_id))
-        ok, stat = _chi2_ok(counts, probs[t])
+        ok, stat = chi2_ok(counts, probs[t])
         assert ok, (t, stat)
 
 
