@@ -71,7 +71,10 @@ def bench_envs(args: argparse.Namespace) -> int:
     enable_compilation_cache()
     ids = args.ids or envs.list_envs()
     for name in ids:
-        envs.check_name(name)  # UnknownEnvError (closest match, known ids) before any compile
+        try:
+            envs.check_name(name)  # before any compile
+        except (KeyError, ValueError) as err:
+            raise SystemExit(f"crl bench envs: {err}") from None
     rows = []
     notes = [f"One jitted scan of {args.steps} batched steps with uniform random actions, timed {args.reps} times "
              "after a warm-up call (median); reset and compile excluded. 'sim s per wall s' = env steps/s x dt. "

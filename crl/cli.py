@@ -67,6 +67,8 @@ def _envs(argv: list[str]) -> int:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+    for family in envs.list_patterns():
+        print(f"family {family}: any config resolves on `crl train --env`, e.g. the ids above (reference 6.2)")
     return 0
 
 

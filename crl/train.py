@@ -171,13 +171,28 @@ def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
+def known_envs(cfg: TrainConfig) -> list[str]:
+    """Registered ids plus the config's env ids that resolve through an id family (e.g. stitching)."""
+    known = envs.list_envs()
+    for name in {cfg.env, cfg.eval_env} - {None} - set(known):
+        try:
+            envs.check_name(name)
+        except envs.UnknownEnvError:
+            continue  # validate() names it, with the closest match
+        except ValueError as err:  # a family id with a bad part (layout, stitching config)
+            raise ConfigError(str(err)) from None
+        known.append(name)
+    return known
+
+
 def make_trainer(cfg: TrainConfig) -> Trainer:
     """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
-    validate(cfg, known_envs=envs.list_envs())  # names an unknown env before the spec lookup below needs it
+    known = known_envs(cfg)
+    validate(cfg, known_envs=known)  # names an unknown env before the spec lookup below needs it
     spec = envs.spec(cfg.env)
     eval_name = cfg.eval_env or cfg.env
     eval_spec = envs.spec(eval_name)
-    plan = validate(cfg, known_envs=envs.list_envs(), episode_length=spec.episode_length)
+    plan = validate(cfg, known_envs=known, episode_length=spec.episode_length)
     if (eval_spec.obs_dim, eval_spec.action_size) != (spec.obs_dim, spec.action_size):
         raise ConfigError(f"eval_env '{eval_name}' has obs/action dims ({eval_spec.obs_dim}, {eval_spec.action_size}) "
                           f"but env '{cfg.env}' has ({spec.obs_dim}, {spec.action_size}); pick an eval env of the "
