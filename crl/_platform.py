@@ -1,14 +1,32 @@
 """Process-wide JAX set-up that must happen before jax is imported: XLA flags and the compile cache."""
+import importlib.metadata
 import os
 
 CPU_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"  # MJX on jointed chains is ~1000x slower without it
+# XLA aborts the process on a flag it does not know; jaxlib 0.11 (seen: 0.11.2) no longer has this one.
+LAST_JAXLIB_WITH_FLAG = (0, 10)
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "crl", "jax")
 MIN_CACHED_COMPILE_SECONDS = 0.5  # cache only compiles worth the disk round-trip
 
 
+def _jaxlib_version() -> tuple[int, int] | None:
+    try:
+        major, minor = importlib.metadata.version("jaxlib").split(".")[:2]
+        return int(major), int(minor)
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+
+
 def append_xla_flags() -> None:
-    """Append crl's CPU XLA flag to the user's XLA_FLAGS (never replacing what they set)."""
+    """Append crl's CPU XLA flag to the user's XLA_FLAGS (never replacing what they set).
+
+    Only for jaxlib versions that know the flag (up to LAST_JAXLIB_WITH_FLAG), as XLA aborts on
+    unknown flags.
+    """
     flags = os.environ.get("XLA_FLAGS", "")
+    version = _jaxlib_version()
+    if version is not None and version > LAST_JAXLIB_WITH_FLAG:
+        return
     if "xla_cpu_use_fusion_emitters" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
 
