@@ -1,7 +1,10 @@
 """crl.envs: goal-conditioned environments, their registry, specs, wrappers and maze layouts.
 
 Importing this package registers every built-in id (cheap: only factories are stored):
-`point_<layout>` physics-free point-mass mazes (point_maze.py) and `ant` (ant.py).
+`point_<layout>` physics-free point-mass mazes (point_maze.py) and `ant` (ant.py),
+`ant_ball`, `ant_push` (ant_objects.py),
+`humanoid`, `humanoid_clean` (humanoid.py) and their mazes `humanoid[_clean]_<layout>` (humanoid_maze.py),
+`reacher` (reacher.py), `pusher_easy`, `pusher_hard` (pusher.py) and `cheetah` (cheetah.py).
 """
 import contextlib
 import io
@@ -13,7 +16,13 @@ with contextlib.redirect_stdout(io.StringIO()):
 
 from . import ant as _ant
 from . import ant_maze as _ant_maze
+from . import ant_objects as _ant_objects
+from . import cheetah as _cheetah
+from . import humanoid as _humanoid
+from . import humanoid_maze as _humanoid_maze
 from . import point_maze as _point_maze
+from . import pusher as _pusher
+from . import reacher as _reacher
 from .registry import (
     DuplicateEnvError,
     UnknownEnvError,
@@ -32,6 +41,12 @@ from .wrappers import RESET_MODES, TRAJ_ID_KEY, wrap_for_eval, wrap_for_training
 _point_maze.register_all(register)
 _ant.register_all(register)
 _ant_maze.register_all(register)
+_ant_objects.register_all(register)
+_reacher.register_all(register)
+_pusher.register_all(register)
+_cheetah.register_all(register)
+_humanoid.register_all(register)
+_humanoid_maze.register_all(register)
 
 __all__ = [
     "DuplicateEnvError",

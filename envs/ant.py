@@ -18,7 +18,7 @@ hooks, all by joint name (brax fuses bodies and may reorder qpos, reference 6.4)
   (objects) are not in the state unless named in `extra_state_joints` (1-dof slide/hinge joints
   whose qpos are appended after the robot's qvel, in the given order).
 - `goal_joints`: the achieved goal = the state entries of these extra joints (default None: the
-  torso xy, state[0:2]).
+  torso xy, state[0:2]); `env.goal_qpos` holds their qpos addresses, for independent checks.
 - `object_sampler(key, goal)`: initial qpos of `extra_state_joints` (default: the model's
   init_qpos + the reset noise). Every non-robot dof starts at rest (qvel 0), as the reference.
 With no objects the state is exactly qpos + qvel of the model, as before.
@@ -114,8 +114,11 @@ class GoalAnt(PipelineEnv):
         if goal_joints is None:  # torso xy: the root's x, y inside the robot's qpos
             root_at = int(np.flatnonzero(self._robot_q == self._root_q)[0])
             goal_indices = (root_at, root_at + 1)
+            self.goal_qpos = (self._root_q, self._root_q + 1)
         else:
-            goal_indices = tuple(robot_dim + _position(self.extra_state_joints, j, "extra_state_joints") for j in goal_joints)
+            at = [_position(self.extra_state_joints, j, "extra_state_joints") for j in goal_joints]
+            goal_indices = tuple(robot_dim + k for k in at)
+            self.goal_qpos = tuple(int(self._extra_q[k]) for k in at)  # qpos addresses of the achieved goal
         self.spec = EnvSpec(
             name=name,
             backend=backend,
@@ -133,14 +136,15 @@ class GoalAnt(PipelineEnv):
         return self.spec.obs_dim
 
     def reset(self, rng: jax.Array) -> State:
-        k_q, k_qd, k_task = jax.random.split(rng, 3)
+        # four keys (the first three are the ant's as before: threefry split keys do not depend on n)
+        k_q, k_qd, k_task, k_object = jax.random.split(rng, 4)
         start, goal = self._task_sampler(k_task)
         low, high = -self._reset_noise_scale, self._reset_noise_scale
         q = self.sys.init_q + jax.random.uniform(k_q, (self.sys.q_size(),), minval=low, maxval=high)
         q = q.at[self._root_q : self._root_q + 2].add(start)
         qd = high * jax.random.normal(k_qd, (self.sys.qd_size(),))
         if self._object_sampler is not None:
-            q = q.at[self._extra_q].set(self._object_sampler(_object_key(k_task), goal))
+            q = q.at[self._extra_q].set(self._object_sampler(k_object, goal))
         if self._object_qd.size:
             qd = qd.at[self._object_qd].set(0.0)  # objects start at rest
         pipeline_state = self.pipeline_init(q, qd)
@@ -186,11 +190,6 @@ class GoalAnt(PipelineEnv):
 
     def _metrics(self, pipeline_state, goal: jax.Array):
         return goal_metrics(self.spec, self.achieved_goal(pipeline_state), goal)
-
-
-def _object_key(key: jax.Array) -> jax.Array:
-    """The object sampler's key, derived from the task key (the task sampler keeps its draws)."""
-    return jax.random.fold_in(key, 1)
 
 
 def robot_indices(mj) -> tuple[np.ndarray, np.ndarray]:

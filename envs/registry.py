@@ -117,10 +117,16 @@ def check_name(name: str) -> None:
 def _factory(name: str) -> Factory:
     if name in _FACTORIES:
         return _FACTORIES[name]
+    errors = []
     for pattern, resolve in _PATTERNS.values():
         match = pattern.fullmatch(name)
         if match:
-            return resolve(match)
+            try:
+                return resolve(match)
+            except ValueError as err:  # another family may read the name differently
+                errors.append(err)
+    if errors:
+        raise errors[0]
     raise UnknownEnvError(name, list_envs(), list_patterns())
 
 
