@@ -4,8 +4,11 @@ Model: brax's packaged `half_cheetah.xml` with the reference's masses. The refer
 target body (a sphere of mass 1 on a slide joint, no collisions) to that model, and its
 `settotalmass="14"` then scales every body, target included, to a total of 14: the reference's
 cheetah weighs 14 M0 / (M0 + 1) = 13.37 kg (M0 = 21.18, the geoms' own mass), not 14. crl drops
-the target body (the goal is data) and sets settotalmass to that value, so every cheetah body
-has the reference's mass and inertia (checked in tests/test_small_tasks.py).
+the target body (the goal is data) and scales the default geom density by 13.37 / M0 instead
+(every mass comes from geom volume x density, so this is exactly settotalmass's uniform scaling
+of masses and inertias, without MuJoCo's deprecation warning and its MUJOCO_LOG.TXT in the
+working directory): every cheetah body has the reference's mass and inertia (checked in
+tests/test_small_tasks.py).
 State (18) = qpos (9: rootx, rootz, rooty, 6 leg joints) + qvel (9), torso x included; goal =
 torso x = state[0]; obs = concat(state, goal) (19). Goal at reset: x = 5 always. Reset:
 qpos = init + U(-0.1, 0.1), qvel = 0.1 N(0, 1). Success: |x - 5| < 0.5 (easy 2.0, as the
@@ -48,6 +51,7 @@ PHYSICS = {
     "positional": Physics(0.003125, 16, gear=(120.0, 90.0, 60.0, 120.0, 100.0, 100.0)),
 }
 REFERENCE_TOTAL_MASS = 14.0  # settotalmass of the reference model, target included
+MUJOCO_DEFAULT_DENSITY = 1000.0  # kg/m^3: the density of every half_cheetah.xml geom (none sets its own)
 REFERENCE_TARGET_MASS = 1.0  # mass of the reference's target sphere before that scaling
 GOAL_X = 5.0
 SUCCESS_RADIUS = 0.5
@@ -57,20 +61,25 @@ STATE_DIM = 18
 GOAL_INDICES = (0,)
 
 
+def _geom_mass(root: ET.Element) -> float:
+    """Total body mass of the model `root` without settotalmass (MuJoCo's own compile)."""
+    root.find("compiler").attrib.pop("settotalmass", None)
+    return float(mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode")).body_mass.sum())
+
+
 def reference_cheetah_mass(xml: str) -> float:
     """Total cheetah mass once settotalmass scales cheetah + the reference's target (mass 1) to 14."""
-    root = ET.fromstring(xml)
-    root.find("compiler").attrib.pop("settotalmass")
-    own = float(mujoco.MjModel.from_xml_string(ET.tostring(root, encoding="unicode")).body_mass.sum())
+    own = _geom_mass(ET.fromstring(xml))
     return REFERENCE_TOTAL_MASS * own / (own + REFERENCE_TARGET_MASS)
 
 
 @functools.cache
 def cheetah_xml() -> str:
-    """brax's half cheetah with the reference's total cheetah mass."""
+    """brax's half cheetah with the reference's total cheetah mass (geom density scaled)."""
     xml = CHEETAH_XML_PATH.read_text()
     root = ET.fromstring(xml)
-    root.find("compiler").set("settotalmass", repr(reference_cheetah_mass(xml)))
+    scale = reference_cheetah_mass(xml) / _geom_mass(root)  # also drops settotalmass from root
+    root.find("default/geom").set("density", repr(MUJOCO_DEFAULT_DENSITY * scale))
     return ET.tostring(root, encoding="unicode")
 
 
