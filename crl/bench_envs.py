@@ -79,7 +79,9 @@ def bench_envs(args: argparse.Namespace) -> int:
     notes = [f"One jitted scan of {args.steps} batched steps with uniform random actions, timed {args.reps} times "
              "after a warm-up call (median); reset and compile excluded. 'sim s per wall s' = env steps/s x dt. "
              "'finite' = every observation after the timed rollouts is finite.",
-             "Measured one id after another on a shared machine: compare rows of one run, not across runs."]
+             "Measured one id after another on a shared machine: compare rows of one run, not across runs.",
+             "compile s is with JAX's persistent compilation cache on: ids that share a model (a layout and its "
+             "_eval or stitching variants) load the first one's program instead of compiling it."]
     total = len(ids) * len(args.num_envs) * len(args.backends or [None])
     for name in ids:
         for backend in args.backends or [None]:

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import functools
 
-from . import tasks
 from .ant import GoalAnt, ant_xml
-from .families import register_maze_family
+from .families import maze_task, register_maze_family
 from .maze import LAYOUTS, MazeLayout, get_layout
-from .stitching import stitching_sampler
 from .walls import add_maze_walls
 
 CELL_SIZE = 4.0
@@ -61,11 +59,7 @@ class AntMaze(GoalAnt):
                  cell_size: float = CELL_SIZE, merge_walls: bool = True, stitching: str | None = None, **kwargs):
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.cell_size = float(cell_size)
-        if stitching:
-            task = stitching_sampler(self.layout, stitching, self.cell_size)
-        else:
-            task = tasks.independent(tasks.choice(self.layout.start_centers(self.cell_size)),
-                                     tasks.choice(self.layout.goal_centers(self.cell_size)))
+        task = maze_task(self.layout, self.cell_size, stitching)
         # GoalAnt adds its U(-0.1, 0.1) reset noise to every qpos entry, the root xy included
         super().__init__(
             name=name or f"ant_{self.layout.name}",

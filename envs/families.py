@@ -10,10 +10,17 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Iterable
 
-from . import registry, stitching
-from .maze import get_layout
+from . import registry, stitching, tasks
+from .maze import MazeLayout, get_layout
 
 MazeFactory = Callable[..., Any]  # (layout, *, name=..., stitching=cfg | None, **kwargs) -> env
+
+
+def maze_task(layout: MazeLayout, cell_size: float, stitching_cfg: str | None = None) -> tasks.TaskSampler:
+    """R cell -> uniform G cell centres, or the stitching pairs of `stitching_cfg` (stitching.py)."""
+    if stitching_cfg:
+        return stitching.stitching_sampler(layout, stitching_cfg, cell_size)
+    return tasks.independent(tasks.choice(layout.start_centers(cell_size)), tasks.choice(layout.goal_centers(cell_size)))
 
 
 def register_maze_family(

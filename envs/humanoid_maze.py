@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import functools
 
-from . import tasks
-from .families import register_maze_family
+from .families import maze_task, register_maze_family
 from .humanoid import CLEAN_LAYOUT, DEFAULT_CONTACTS, PAPER_LAYOUT, GoalHumanoid, humanoid_xml
 from .maze import MazeLayout, get_layout
-from .stitching import stitching_sampler
 from .walls import add_maze_walls
 
 CELL_SIZE = 2.0
@@ -62,11 +60,7 @@ class HumanoidMaze(GoalHumanoid):
                  timestep: float = MAZE_PHYSICS_TIMESTEP, n_frames: int = MAZE_N_FRAMES, **kwargs):
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.cell_size = float(cell_size)
-        if stitching:
-            task = stitching_sampler(self.layout, stitching, self.cell_size)
-        else:
-            task = tasks.independent(tasks.choice(self.layout.start_centers(self.cell_size)),
-                                     tasks.choice(self.layout.goal_centers(self.cell_size)))
+        task = maze_task(self.layout, self.cell_size, stitching)
         if isinstance(layout, str):
             xml = _maze_xml_by_name(layout, self.cell_size, state_layout, contacts)
         else:

@@ -22,11 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import Env, State
 
-from . import tasks
-from .families import register_maze_family
+from .families import maze_task, register_maze_family
 from .maze import LAYOUTS, MazeLayout, get_layout
 from .spec import EnvSpec, goal_metrics
-from .stitching import stitching_sampler
 
 CELL_SIZE = 1.0
 MAX_STEP = 0.2  # max displacement per axis per step, in world units (0.2 cells)
@@ -77,11 +75,7 @@ class PointMaze(Env):
         self.max_step = float(max_step)
         self.start_noise = 0.0 if stitching else float(start_noise)
         self._walls = np.asarray(self.layout.walls, bool)
-        if stitching:
-            self._task_sampler = stitching_sampler(self.layout, stitching, cell_size)
-        else:
-            self._task_sampler = tasks.independent(tasks.choice(self.layout.start_centers(cell_size)),
-                                                   tasks.choice(self.layout.goal_centers(cell_size)))
+        self._task_sampler = maze_task(self.layout, cell_size, stitching)
         if episode_length is None:
             episode_length = default_episode_length(self.layout, cell_size, max_step)
         self.spec = EnvSpec(

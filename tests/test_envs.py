@@ -434,3 +434,17 @@ def test_ant_model_is_data():
     np.testing.assert_array_equal(np.asarray(state.info["goal"]), [3.0, 4.0])
     np.testing.assert_allclose(np.asarray(state.obs[:2]), [8.0, 4.0], atol=0.1 + 1e-6)
     assert env.spec.name == "ant_test"
+
+
+def test_crl_envs_lists_every_id_with_its_spec(capsys):
+    from crl import cli
+
+    assert cli.main(["envs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:] if not line.startswith("family ")}
+    assert lines[0].split()[:2] == ["id", "backend"] and set(rows) == set(envs.list_envs())
+    for name, row in rows.items():
+        s = envs.spec(name)
+        assert row[1:] == [s.backend, str(s.state_dim), str(s.goal_dim), str(s.action_size), f"{s.dt:g}",
+                           f"{s.success_radius:g}", str(s.episode_length)], name
+    assert sum(line.startswith("family ") for line in lines) == len(envs.list_patterns())
