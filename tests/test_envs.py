@@ -91,6 +91,39 @@ def test_every_env_resets_and_steps_under_jit(name, rollouts):
     np.testing.assert_array_equal(np.asarray(traj.info["goal"]), np.broadcast_to(state0.info["goal"], traj.info["goal"].shape))
 
 
+RESET_EPISODE = 3  # short episodes, so a few steps cross a reset
+RESET_ENVS = 16
+
+
+@pytest.mark.parametrize(
+    "name", [n if _is_fast(n) else pytest.param(n, marks=pytest.mark.slow) for n in envs.list_envs()]
+)
+def test_every_env_fresh_reset_redraws_cached_reset_restores(name):
+    """Through the training wrapper: `fresh` draws a new episode at every reset, `cached` restores the first."""
+    env = envs.make(name)
+    out = {}
+    for mode in envs.RESET_MODES:
+        wenv = envs.wrap_for_training(env, episode_length=RESET_EPISODE, reset_mode=mode, num_envs=RESET_ENVS)
+        state0 = jax.jit(wenv.reset)(jax.random.PRNGKey(3))
+        action = jnp.zeros((RESET_ENVS, env.action_size))
+        traj = jax.jit(lambda s, wenv=wenv: jax.lax.scan(lambda s, _: (wenv.step(s, action),) * 2, s, None,
+                                                         length=RESET_EPISODE)[1])(state0)
+        out[mode] = (state0, traj)
+    s = env.spec
+    for mode, (state0, traj) in out.items():
+        first, after = np.asarray(state0.obs), np.asarray(traj.obs[RESET_EPISODE - 1])
+        assert np.asarray(traj.done)[RESET_EPISODE - 1].all()  # every env was reset at the last step
+        np.testing.assert_array_equal(after[:, s.state_dim:], np.asarray(traj.info["goal"][RESET_EPISODE - 1]))
+        if mode == "cached":
+            np.testing.assert_array_equal(after, first)
+        else:
+            assert (after != first).any(axis=1).mean() > 0.5, "fresh resets reproduced the first episode"
+            goals0 = np.asarray(state0.info["goal"])
+            if len(np.unique(goals0, axis=0)) > 1:  # a goal distribution, not a fixed goal: goals are redrawn
+                goals1 = np.asarray(traj.info["goal"][RESET_EPISODE - 1])
+                assert (goals1 != goals0).any(axis=1).any()
+
+
 # --------------------------------------------------------------------------- registry
 def test_registry_lists_builtin_ids():
     names = envs.list_envs()
