@@ -1,10 +1,12 @@
 """crl.envs: goal-conditioned environments, their registry, specs, wrappers and maze layouts.
 
 Importing this package registers every built-in id (cheap: only factories are stored):
-`point_<layout>` physics-free point-mass mazes (point_maze.py) and `ant` (ant.py),
-`ant_ball`, `ant_push` (ant_objects.py),
+`point_<layout>` physics-free point-mass mazes (point_maze.py), `ant` (ant.py) and its mazes
+`ant_<layout>` (ant_maze.py), `ant_ball`, `ant_push` (ant_objects.py),
 `humanoid`, `humanoid_clean` (humanoid.py) and their mazes `humanoid[_clean]_<layout>` (humanoid_maze.py),
 `reacher` (reacher.py), `pusher_easy`, `pusher_hard` (pusher.py) and `cheetah` (cheetah.py).
+Every maze robot also has stitching ids `<robot>_<layout>_gen_<cfg>` (stitching.py, families.py).
+Shared data: layouts (maze.py), wall boxes for any MJCF (walls.py), start/goal samplers (tasks.py).
 """
 import contextlib
 import io
