@@ -26,17 +26,16 @@ With no objects the state is exactly qpos + qvel of the model, as before.
 from __future__ import annotations
 
 import functools
-import warnings
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from brax.envs.base import PipelineEnv, State
-from brax.io import mjcf
 from etils import epath
 
 from . import tasks
+from .model import load_system
 from .spec import EnvSpec, goal_metrics
 
 ANT_XML_PATH = epath.resource_path("brax") / "envs/assets/ant.xml"
@@ -60,14 +59,6 @@ ObjectSampler = Callable[[jax.Array, jax.Array], jax.Array]  # (key, goal) -> qp
 def ant_xml() -> str:
     """The MJCF text of brax's packaged ant."""
     return ANT_XML_PATH.read_text()
-
-
-def load_system(xml: str, timestep: float):
-    """brax System from MJCF text with the physics step set on opt.timestep (reference 6.4)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
-        sys = mjcf.loads(xml)
-    return sys.tree_replace({"opt.timestep": timestep})
 
 
 class GoalAnt(PipelineEnv):

@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import mujoco
 from etils import epath
 
-from .goal_pipeline import GoalPipelineEnv, Physics, build_system, physics_for, qpos_index, qvel_index
+from .goal_pipeline import GoalPipelineEnv, Physics, build_system, physics_for
+from .model import qpos_index, qvel_index
 
 CHEETAH_XML_PATH = epath.resource_path("brax") / "envs/assets/half_cheetah.xml"
 JOINTS = ("rootx", "rootz", "rooty", "bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot")

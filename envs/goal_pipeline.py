@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 from brax.envs.base import PipelineEnv, State
 
-from .ant import load_system
+from .model import load_system
 from .spec import EnvSpec, goal_metrics
 
 EPISODE_LENGTH = 1000
@@ -94,23 +94,6 @@ def numeric(xml: str, name: str) -> np.ndarray:
 def body_pos(xml: str, name: str) -> np.ndarray:
     """Position of body `name` relative to its parent, from the unfused MuJoCo model of `xml`."""
     return np.array(mujoco.MjModel.from_xml_string(xml).body(name).pos, dtype=np.float32)
-
-
-def qpos_index(sys, names: Sequence[str]) -> np.ndarray:
-    """qpos addresses of 1-dof joints by name (brax fuses bodies and may reorder qpos)."""
-    return np.array([int(sys.mj_model.jnt_qposadr[sys.mj_model.joint(n).id]) for n in names])
-
-
-def qvel_index(sys, names: Sequence[str]) -> np.ndarray:
-    """qvel addresses of 1-dof joints by name."""
-    return np.array([int(sys.mj_model.jnt_dofadr[sys.mj_model.joint(n).id]) for n in names])
-
-
-def link_index(sys, name: str) -> int:
-    """Index of the brax link (= non-fused body) `name` in pipeline_state.x."""
-    if name not in sys.link_names:
-        raise KeyError(f"no link named {name!r}; links are {sys.link_names}")
-    return sys.link_names.index(name)
 
 
 class GoalPipelineEnv(PipelineEnv):

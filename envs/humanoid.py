@@ -62,7 +62,7 @@ from brax.envs.base import PipelineEnv, State
 from etils import epath
 
 from . import tasks
-from .ant import load_system
+from .model import load_system, qpos_index, qvel_index
 from .spec import EnvSpec, goal_metrics
 
 HUMANOID_XML_PATH = epath.resource_path("brax") / "envs/assets/humanoid.xml"
@@ -193,7 +193,7 @@ class GoalHumanoid(PipelineEnv):
         self.state_layout = state_layout
         mj = sys.mj_model
         self._root_q = int(mj.jnt_qposadr[mj.joint(ROOT_JOINT).id])  # x, y, z, quaternion
-        self._target_q, self._target_qd = self._target_addresses(mj, state_layout)
+        self._target_q, self._target_qd = self._target_addresses(sys, state_layout)
         self._task_sampler = task_sampler or tasks.independent(tasks.origin, distance_angle(GOAL_MIN_DIST, GOAL_MAX_DIST))
         self._healthy_z_range = tuple(float(z) for z in healthy_z_range)
         self._reset_noise_scale = float(reset_noise_scale)
@@ -212,16 +212,15 @@ class GoalHumanoid(PipelineEnv):
         )
 
     @staticmethod
-    def _target_addresses(mj, state_layout: str):
+    def _target_addresses(sys, state_layout: str):
         """qpos and qvel addresses of the target's slide joints (paper layout), else empty."""
         if state_layout != PAPER_LAYOUT:
-            return jnp.zeros((0,), jnp.int32), jnp.zeros((0,), jnp.int32)
+            return qpos_index(sys, ()), qvel_index(sys, ())
         try:
-            ids = [mj.joint(j).id for j in TARGET_JOINTS]
+            return qpos_index(sys, TARGET_JOINTS), qvel_index(sys, TARGET_JOINTS)
         except KeyError:
             raise ValueError(f"state_layout {PAPER_LAYOUT!r} needs the target joints {TARGET_JOINTS} in the model "
                              f"(humanoid_xml({PAPER_LAYOUT!r}) adds them); use state_layout={CLEAN_LAYOUT!r}") from None
-        return (jnp.array([int(mj.jnt_qposadr[i]) for i in ids]), jnp.array([int(mj.jnt_dofadr[i]) for i in ids]))
 
     @property
     def observation_size(self) -> int:

@@ -50,12 +50,10 @@ from .goal_pipeline import (
     Physics,
     body_pos,
     build_system,
-    link_index,
     physics_for,
-    qpos_index,
-    qvel_index,
     strip_bodies,
 )
+from .model import link_index, qpos_index, qvel_index
 
 PUSHER_XML_PATH = epath.resource_path("brax") / "envs/assets/pusher.xml"
 ARM_JOINTS = (

@@ -44,14 +44,12 @@ from .goal_pipeline import (
     Physics,
     body_pos,
     build_system,
-    link_index,
     numeric,
     physics_for,
-    qpos_index,
-    qvel_index,
     set_numeric,
     strip_bodies,
 )
+from .model import link_index, qpos_index, qvel_index
 
 REACHER_XML_PATH = epath.resource_path("brax") / "envs/assets/reacher.xml"
 ARM_JOINTS = ("joint0", "joint1")
