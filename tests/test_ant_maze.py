@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from rollouts import reset_batch, rollout_fn
 
 import crl.envs as envs
 from crl.envs import ant as ant_mod
@@ -25,20 +26,11 @@ TORSO_RADIUS = 0.25  # brax ant.xml torso sphere
 def u_maze():
     """(env, jitted run(state, actions (N_STEPS, N_ENVS, 8)) -> stacked states)."""
     env = envs.make("ant_u_maze")
-
-    @jax.jit
-    def run(state, actions):
-        def body(s, a):
-            s = jax.vmap(env.step)(s, a)
-            return s, s
-
-        return jax.lax.scan(body, state, actions)[1]
-
-    return env, run
+    return env, rollout_fn(env)
 
 
 def _reset(env, seed, n=N_ENVS):
-    return jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(seed), n))
+    return reset_batch(env, seed, n)
 
 
 def _wall_depth(env, xy):
@@ -169,6 +161,6 @@ def test_every_ant_maze_resets_and_steps(name):
                                np.broadcast_to(layout.start_centers(ant_maze.CELL_SIZE)[0], (256, 2)), atol=0.1 + 1e-5)
     state = jax.tree_util.tree_map(lambda x: x[:n], state)
     actions = jax.random.uniform(jax.random.PRNGKey(1), (steps, n, 8), minval=-1.0, maxval=1.0)
-    traj = jax.jit(lambda s, a: jax.lax.scan(lambda s, a: (jax.vmap(env.step)(s, a),) * 2, s, a)[1])(state, actions)
+    traj = rollout_fn(env)(state, actions)
     assert np.isfinite(np.asarray(traj.obs)).all()
     assert float(env.dt) == pytest.approx(0.05) and env.spec.name == name

@@ -13,6 +13,7 @@ import mujoco
 import numpy as np
 import pytest
 from brax import math as brax_math
+from rollouts import rollout_fn
 
 import crl.envs as envs
 from crl.envs import ant as ant_mod
@@ -29,12 +30,7 @@ ANT_DOF_Q, ANT_DOF_QD = 15, 14
 def _make(name, **kwargs):
     """(env, jitted reset(keys), jitted run(state, actions (N_STEPS, n, 8)) -> stacked states)."""
     env = envs.make(name, **kwargs)
-
-    @jax.jit
-    def run(state, actions):
-        return jax.lax.scan(lambda s, a: (jax.vmap(env.step)(s, a),) * 2, state, actions)[1]
-
-    return env, jax.jit(jax.vmap(env.reset)), run
+    return env, jax.jit(jax.vmap(env.reset)), rollout_fn(env)
 
 
 @pytest.fixture(scope="module")

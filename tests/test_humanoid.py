@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from brax import math as brax_math
+from rollouts import reset_batch, rollout_fn
 
 import crl.envs as envs
 from crl.envs import humanoid as hum
@@ -27,34 +28,20 @@ LAUNCH_SPEED = 5.0  # m/s: initial torso velocity towards the walls in the wall 
 MAZE_IDS = [f"humanoid_{layout}" for layout in hmaze.HUMANOID_MAZE_LAYOUTS]
 
 
-def _runner(env):
-    """jitted run(state, actions (N_STEPS, n, act)) -> stacked states of every step."""
-
-    @jax.jit
-    def run(state, actions):
-        def body(s, a):
-            s = jax.vmap(env.step)(s, a)
-            return s, s
-
-        return jax.lax.scan(body, state, actions)[1]
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def plain():
     env = envs.make("humanoid")
-    return env, _runner(env)
+    return env, rollout_fn(env)
 
 
 @pytest.fixture(scope="module")
 def u_maze():
     env = envs.make("humanoid_u_maze")
-    return env, _runner(env)
+    return env, rollout_fn(env)
 
 
 def _reset(env, seed, n=N_ENVS):
-    return jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(seed), n))
+    return reset_batch(env, seed, n)
 
 
 def _random_actions(env, seed, n=N_ENVS):
@@ -309,7 +296,7 @@ def test_feet_only_contacts_let_the_body_into_walls():
     """Control for the wall test: brax's packaged contacts (feet only) let limbs enter the walls."""
     env = hmaze.HumanoidMaze("u_maze", contacts=hum.FEET_CONTACTS)
     state = _launch(env, _reset(env, 3), LAUNCH_SPEED)
-    traj = _runner(env)(state, _random_actions(env, 4))
+    traj = rollout_fn(env)(state, _random_actions(env, 4))
     penetration, _, _ = _wall_report(env, traj)
     assert penetration > WALL_TOL, penetration
 
@@ -320,7 +307,7 @@ def test_mjx_backend_resets_and_steps(name):
     env = envs.make(name, backend="mjx")
     assert env.backend == env.spec.backend == "mjx" and env.spec.state_dim == PAPER_STATE_DIM
     state = _reset(env, 0)
-    traj = _runner(env)(state, _random_actions(env, 1))
+    traj = rollout_fn(env)(state, _random_actions(env, 1))
     _check_consistency(env, state)
     _check_consistency(env, traj)
 
@@ -333,7 +320,7 @@ def test_every_humanoid_id_resets_and_steps(name):
     n, steps = 4, 20
     state = _reset(env, 0, n)
     actions = jax.random.uniform(jax.random.PRNGKey(1), (steps, n, env.action_size), minval=-1.0, maxval=1.0)
-    traj = jax.jit(lambda s, a: jax.lax.scan(lambda s, a: (jax.vmap(env.step)(s, a),) * 2, s, a)[1])(state, actions)
+    traj = rollout_fn(env)(state, actions)
     _check_consistency(env, state)
     _check_consistency(env, traj)
     assert env.spec.name == name
