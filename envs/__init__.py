@@ -6,7 +6,8 @@ Importing this package registers every built-in id (cheap: only factories are st
 `humanoid`, `humanoid_clean` (humanoid.py) and their mazes `humanoid[_clean]_<layout>` (humanoid_maze.py),
 `reacher` (reacher.py), `pusher_easy`, `pusher_hard` (pusher.py) and `cheetah` (cheetah.py).
 Every maze robot also has stitching ids `<robot>_<layout>_gen_<cfg>` (stitching.py, families.py).
-Shared data: layouts (maze.py), wall boxes for any MJCF (walls.py), start/goal samplers (tasks.py).
+Shared: layouts (maze.py), wall boxes for any MJCF (walls.py), start/goal samplers (tasks.py),
+System loading and name lookups (model.py).
 """
 import contextlib
 import io
