@@ -4,7 +4,8 @@ Importing this package registers every built-in id (cheap: only factories are st
 `point_<layout>` physics-free point-mass mazes (point_maze.py), `ant` (ant.py) and its mazes
 `ant_<layout>` (ant_maze.py), `ant_ball`, `ant_push` (ant_objects.py),
 `humanoid`, `humanoid_clean` (humanoid.py) and their mazes `humanoid[_clean]_<layout>` (humanoid_maze.py),
-`reacher` (reacher.py), `pusher_easy`, `pusher_hard` (pusher.py) and `cheetah` (cheetah.py).
+`reacher` (reacher.py), `pusher_easy`, `pusher_hard` (pusher.py), `cheetah` (cheetah.py) and the
+MJX arm tasks `arm_reach`, `arm_push_*`, `arm_binpick_*`, `arm_grasp` (arm.py, arm_scenes.py, assets/arm.xml).
 Every maze robot also has stitching ids `<robot>_<layout>_gen_<cfg>` (stitching.py, families.py).
 Shared: layouts (maze.py), wall boxes for any MJCF (walls.py), start/goal samplers (tasks.py),
 System loading and name lookups (model.py).
@@ -18,6 +19,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     import mujoco.mjx  # noqa: F401
 
 from . import ant as _ant
+from . import arm as _arm
 from . import ant_maze as _ant_maze
 from . import ant_objects as _ant_objects
 from . import cheetah as _cheetah
@@ -50,6 +52,7 @@ _pusher.register_all(register)
 _cheetah.register_all(register)
 _humanoid.register_all(register)
 _humanoid_maze.register_all(register)
+_arm.register_all(register)
 
 __all__ = [
     "DuplicateEnvError",

@@ -111,6 +111,8 @@ class GoalPipelineEnv(PipelineEnv):
         success_radius: float,
         success_easy_radius: float | None = None,
         episode_length: int = EPISODE_LENGTH,
+        action_size: int | None = None,
+        metric_names: tuple[str, ...] | None = None,
     ):
         super().__init__(sys=sys, backend=backend, n_frames=physics.n_frames)
         if success_easy_radius is None:
@@ -120,16 +122,21 @@ class GoalPipelineEnv(PipelineEnv):
             backend=backend,
             state_dim=int(state_dim),
             goal_indices=tuple(int(i) for i in goal_indices),
-            action_size=sys.act_size(),
+            action_size=int(sys.act_size() if action_size is None else action_size),
             episode_length=int(episode_length),
             dt=float(physics.control_dt),
             success_radius=float(success_radius),
             success_easy_radius=float(success_easy_radius),
+            **({} if metric_names is None else {"metric_names": tuple(metric_names)}),
         )
 
     @property
     def observation_size(self) -> int:
         return self.spec.obs_dim
+
+    @property
+    def action_size(self) -> int:
+        return self.spec.action_size
 
     def _initial(self, rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """(q, qd, commanded goal) of a new episode."""
@@ -139,22 +146,36 @@ class GoalPipelineEnv(PipelineEnv):
         """The state vector (state_dim,) of a pipeline state."""
         raise NotImplementedError
 
+    def _ctrl(self, action: jax.Array) -> jax.Array:
+        """Actuator controls of a policy action (default: the action itself)."""
+        return action
+
+    def _commanded(self, pipeline_state, goal: jax.Array):
+        """(pipeline state, goal) after a reset or step: where a goal may follow the scene (default: unchanged)."""
+        return pipeline_state, goal
+
+    def _metrics(self, achieved: jax.Array, goal: jax.Array):
+        """(dist, per-step metrics) of an achieved and commanded goal (default: `goal_metrics`)."""
+        return goal_metrics(self.spec, achieved, goal)
+
     def reset(self, rng: jax.Array) -> State:
         q, qd, goal = self._initial(rng)
-        pipeline_state = self.pipeline_init(q, qd)
+        pipeline_state, goal = self._commanded(self.pipeline_init(q, qd), goal)
         obs, dist, metrics = self._observe(pipeline_state, goal)
         return State(pipeline_state=pipeline_state, obs=obs, reward=-dist, done=jnp.zeros(()),
                      metrics=metrics, info={"goal": goal})
 
     def step(self, state: State, action: jax.Array) -> State:
-        pipeline_state = self.pipeline_step(state.pipeline_state, action)
-        obs, dist, metrics = self._observe(pipeline_state, state.info["goal"])
-        return state.replace(pipeline_state=pipeline_state, obs=obs, reward=-dist, done=jnp.zeros(()), metrics=metrics)
+        pipeline_state = self.pipeline_step(state.pipeline_state, self._ctrl(action))
+        pipeline_state, goal = self._commanded(pipeline_state, state.info["goal"])
+        obs, dist, metrics = self._observe(pipeline_state, goal)
+        return state.replace(pipeline_state=pipeline_state, obs=obs, reward=-dist, done=jnp.zeros(()),
+                             metrics=metrics, info={**state.info, "goal": goal})
 
     def _observe(self, pipeline_state, goal: jax.Array):
         """(obs, dist, metrics): the achieved goal is state[goal_indices]."""
         s = self._state(pipeline_state)
         if s.shape != (self.spec.state_dim,):
             raise ValueError(f"{self.spec.name}: state has shape {s.shape}, spec says ({self.spec.state_dim},)")
-        dist, metrics = goal_metrics(self.spec, s[jnp.asarray(self.spec.goal_indices)], goal)
+        dist, metrics = self._metrics(s[jnp.asarray(self.spec.goal_indices)], goal)
         return jnp.concatenate([s, goal]), dist, metrics

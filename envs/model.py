@@ -8,15 +8,20 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
+import mujoco
 import numpy as np
 from brax.io import mjcf
 
 
-def load_system(xml: str, timestep: float):
-    """brax System from MJCF text with the physics step set on opt.timestep (reference 6.4)."""
+def load_system(xml: str, timestep: float, *, fuse: bool = True):
+    """brax System from MJCF text with the physics step set on opt.timestep (reference 6.4).
+
+    fuse=False compiles the MJCF as MuJoCo does, keeping joint-less bodies (e.g. mocap goal
+    markers, which brax's fusing would weld to the world); only the mjx backend steps such models.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Brax System", category=UserWarning)
-        sys = mjcf.loads(xml)
+        sys = mjcf.loads(xml) if fuse else mjcf.load_model(mujoco.MjModel.from_xml_string(xml))
     return sys.tree_replace({"opt.timestep": timestep})
 
 
