@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -26,6 +27,16 @@ BEST_METRIC_KEY = "headline"
 
 class NoValidCheckpointError(RuntimeError):
     """Every checkpoint in a run directory failed to restore."""
+
+
+def _fill_empty(tree: Any) -> Any:
+    """Zero-size arrays (MJX physics states have some, e.g. `act`) as one-element placeholders: orbax refuses them."""
+    return jax.tree.map(lambda x: np.zeros((1,), x.dtype) if np.size(x) == 0 else x, tree)
+
+
+def _restore_empty(restored: Any, template: Any) -> Any:
+    """Put the template's zero-size arrays back where `_fill_empty` left placeholders."""
+    return jax.tree.map(lambda r, t: t if np.size(t) == 0 else r, restored, template)
 
 
 def tree_nbytes(tree: Any) -> int:
@@ -60,7 +71,7 @@ class Checkpointer:
 
     def save(self, epoch: int, state: Any, meta: dict, headline: float, include_buffer: bool) -> Path:
         """Write epoch's checkpoint (without the buffer unless include_buffer) and wait until it is final."""
-        saved = state if include_buffer else state.replace(buffer=None)
+        saved = _fill_empty(state if include_buffer else state.replace(buffer=None))
         meta = {**meta, "epoch": epoch, "has_buffer": include_buffer}
         self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(saved),
                                                          meta=ocp.args.JsonSave(meta)),
@@ -96,9 +107,9 @@ class Checkpointer:
             try:
                 meta = self._meta(epoch)
                 target = template if meta["has_buffer"] else template.replace(buffer=None)
-                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-                state = self.manager.restore(epoch, args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract)))["state"]
+                abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _fill_empty(target))
+                state = _restore_empty(self.manager.restore(epoch, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract)))["state"], target)
             except Exception as err:  # noqa: BLE001 -- any failure to read means this checkpoint is unusable
                 kept = self._quarantine(path)
                 log(f"crl: checkpoint {path} could not be restored ({type(err).__name__}: {str(err)[:200]}); "

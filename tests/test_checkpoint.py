@@ -202,3 +202,14 @@ def test_keeps_last_k_and_the_best(tmp_path):
         ckpt.save(epoch, {"w": jnp.full((3,), float(epoch))}, {"config": {}}, headline, include_buffer=True)
     assert ckpt.steps() == [1, 4, 5]
     ckpt.close()
+
+
+def test_zero_size_arrays_round_trip(tmp_path):
+    """MJX physics states hold zero-size arrays (e.g. `act`), which orbax refuses to write by itself."""
+    state = {"w": jnp.arange(3.0), "act": jnp.zeros((4, 0)), "n": jnp.zeros((0,), jnp.int32)}
+    ckpt = Checkpointer(tmp_path, keep_last=2, keep_best=False)
+    ckpt.save(1, state, {"config": {}}, 0.0, include_buffer=True)
+    restored = ckpt.restore_latest(jax.tree.map(jnp.zeros_like, state)).state
+    assert restored["act"].shape == (4, 0) and restored["n"].shape == (0,) and restored["n"].dtype == jnp.int32
+    assert restored["w"].tolist() == [0.0, 1.0, 2.0]
+    ckpt.close()

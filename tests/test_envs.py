@@ -17,6 +17,8 @@ from crl.envs.point_maze import PointMaze
 ROLLOUT_ENVS = 4
 ROOT_XY_GOAL = re.compile(r"(point|ant)(_\w*maze\w*)?")  # ids whose achieved goal is q[:2]
 ROLLOUT_STEPS = 100
+# ids whose goal follows the scene and whose success is not a distance threshold (tests/test_arm.py checks them)
+SCENE_GOAL_IDS = {"arm_grasp"}
 
 
 # --------------------------------------------------------------------------- shared rollouts
@@ -57,13 +59,15 @@ def _check_state(env, state, leading):
     dist = np.linalg.norm(achieved - obs[..., s.state_dim :], axis=-1)
     for m in s.metric_names:
         assert state.metrics[m].shape == leading and state.metrics[m].dtype == jnp.float32, m
+    assert set(np.unique(np.asarray(state.done))) <= {0.0, 1.0}
+    if s.name in SCENE_GOAL_IDS:
+        return
     np.testing.assert_allclose(np.asarray(state.metrics["dist"]), dist, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(state.metrics["success"]), (dist < s.success_radius).astype(np.float32))
     np.testing.assert_array_equal(
         np.asarray(state.metrics["success_easy"]), (dist < s.success_easy_radius).astype(np.float32)
     )
     np.testing.assert_allclose(np.asarray(state.reward), -dist, rtol=1e-5, atol=1e-5)
-    assert set(np.unique(np.asarray(state.done))) <= {0.0, 1.0}
 
 
 # Physics ids other than `ant` (each a distinct model: ~10-60 s compile on a 2-core CPU) run here
@@ -88,7 +92,8 @@ def test_every_env_resets_and_steps_under_jit(name, rollouts):
         q = traj.pipeline_state if s.backend == "jax" else traj.pipeline_state.q
         np.testing.assert_array_equal(np.asarray(traj.obs)[..., list(s.goal_indices)], np.asarray(q)[..., :2])
     # the commanded goal never changes inside an episode
-    np.testing.assert_array_equal(np.asarray(traj.info["goal"]), np.broadcast_to(state0.info["goal"], traj.info["goal"].shape))
+    if name not in SCENE_GOAL_IDS:
+        np.testing.assert_array_equal(np.asarray(traj.info["goal"]), np.broadcast_to(state0.info["goal"], traj.info["goal"].shape))
 
 
 RESET_EPISODE = 3  # short episodes, so a few steps cross a reset
