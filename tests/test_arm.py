@@ -293,3 +293,29 @@ def test_arm_env_loads_and_steps_from_another_directory(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (16,)" in out.stdout
+
+
+# ------------------------------------------------------------------------------------------ learning
+REACH_CONFIG = "configs/arm_reach_cpu.yaml"
+REACH_GAIN_FACTOR = 3.0  # the trained policy's time at goal must exceed 3x the random policy's
+
+
+@pytest.mark.slow
+def test_arm_reach_learns_above_random_on_cpu(tmp_path):
+    """configs/arm_reach_cpu.yaml (~10 min on 2 cores): time at goal of the last evaluations beats random
+    clearly, and success_hard is logged per evaluation in metrics.jsonl."""
+    import json
+    from pathlib import Path
+
+    from crl.config import load_yaml
+    from crl.train import train
+
+    cfg = load_yaml(Path(__file__).resolve().parents[1] / REACH_CONFIG)
+    cfg.run_dir, cfg.progress, cfg.tensorboard = str(tmp_path / "run"), False, False
+    result = train(cfg)
+    random_success = result.history[0]["eval/random_episode_success"]
+    best_late = max(r["eval/episode_success"] for r in result.history[-3:])
+    curve = [round(r["eval/episode_success"], 1) for r in result.history]
+    assert best_late > REACH_GAIN_FACTOR * random_success + 1.0, (random_success, curve)
+    records = [json.loads(line) for line in (Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert all("eval/episode_success_hard" in r for r in records)
