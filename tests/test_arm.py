@@ -1,8 +1,9 @@
 """MJX arm tasks (envs/arm.py, arm_scenes.py, assets/arm.xml): specs, states, goals, physics.
 
-Default run: specs and goal laws of every id (no physics compile), and ROLLOUT_STEPS-step
-rollouts of arm_reach, arm_push_easy and arm_binpick_easy (each ~10-25 s to compile on a 2-core
-CPU), which also carry the physics tests. The other ids' rollouts run with -m slow.
+Default run: specs and goal laws of every id (no physics compile), ROLLOUT_STEPS-step rollouts
+of arm_reach and arm_push_easy (each ~10-25 s to compile on a 2-core CPU), which also carry the
+physics tests, and a short binpick rollout for its walls. The other ids' rollouts and the
+arm_reach learning run (~11 min) run with -m slow.
 """
 import crl  # noqa: F401  (XLA flags before jax)
 
@@ -23,7 +24,7 @@ from crl.evaluate import make_evaluator, uniform_random_policy
 from stats import chi2_ok
 
 IDS = tuple(arm.TASKS)
-FAST_IDS = ("arm_reach", "arm_push_easy", "arm_binpick_easy")
+FAST_IDS = ("arm_reach", "arm_push_easy")
 ROLLOUT_ENVS = 4
 ROLLOUT_STEPS = 100
 # id -> (state dim, goal indices, actions)
@@ -55,6 +56,8 @@ FINGERTIP_OFFSET = np.array([0.0, 0.005, 0.07])  # fingertip site in its finger'
 RAISED = (-1.0, -0.5, 0.5)
 LOWERED = (0.25, -0.5, 0.5)
 PUSH_FROM, PUSH_TO = 0.35, -0.2  # joint-1 actions: base angle pointing at x ~ -0.25 and x ~ +0.15 at y ~ 0.55
+BIN_STEPS = 30  # control steps of the bin-wall test (binpick steps slowly on CPU); the cube stops within ~10
+WALL_CONTACT_TOL = 2e-3  # m: resting contact penetration allowed against a wall
 THROW_SPEED = 3.0  # m/s: a cube thrown at this speed would slide ~0.45 m on the table (friction 1)
 
 
@@ -159,6 +162,17 @@ def test_scene_data_builds_the_models():
     np.testing.assert_allclose(wall.size, [0.005, 0.185, 0.033], atol=1e-9)
 
 
+def _host_body_pos(mj, qpos, body):
+    """World position of `body` for every qpos row, by MuJoCo's C kinematics on the host."""
+    data = mujoco.MjData(mj)
+    out = []
+    for q in qpos.reshape(-1, mj.nq):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(mj, data)
+        out.append(data.xpos[mj.body(body).id].copy())
+    return np.array(out).reshape(qpos.shape[:-1] + (3,))
+
+
 # ------------------------------------------------------------------------------- rollouts, per id
 @pytest.mark.parametrize("name", _params(IDS))
 def test_every_arm_id_resets_steps_and_reports_its_achieved_goal(name, made):
@@ -179,8 +193,8 @@ def test_every_arm_id_resets_steps_and_reports_its_achieved_goal(name, made):
             tips = [_np(ps.xpos)[..., mj.body(f).id, :] + np.einsum("...ij,j->...i", _np(ps.xmat)[..., mj.body(f).id, :, :],
                                                                      FINGERTIP_OFFSET) for f in arm.FINGER_LINKS]
             direct = np.concatenate([*tips, np.linalg.norm(tips[0] - tips[1], axis=-1, keepdims=True)], axis=-1)
-        else:
-            direct = _np(ps.xpos)[..., mj.body("cube").id, :]
+        else:  # MuJoCo's own kinematics of the state's qpos (pipeline xpos lags q by one physics substep)
+            direct = _host_body_pos(mj, _np(ps.q), "cube")
         np.testing.assert_allclose(achieved, direct, atol=1e-5)
         for m in s.metric_names:
             assert st.metrics[m].dtype == jnp.float32 and st.metrics[m].shape == obs.shape[:-1]
@@ -233,8 +247,9 @@ def _push_script(env):
 def test_scripted_sweep_pushes_the_cube_along_the_table(made):
     """Lower the closed gripper beside the cube and sweep joint 1: the cube slides ~0.2 m in +x; the same
     sweep with the arm raised leaves it in place."""
-    env, state0, run = _reset(made, "arm_push_easy", seed=1)
-    cube0 = _np(state0.obs)[:, :3]
+    env, state0, run = _reset(made, "arm_push_easy")
+    state0 = _cube_at_start(env, state0)  # (-0.1, 0.6), where the sweep passes
+    cube0 = _np(state0.pipeline_state.q)[:, env._cube_q:env._cube_q + 3]
     pushed = _np(run(state0, _push_script(env)).obs)[-1, :, :3]
     assert np.all(pushed[:, 0] - cube0[:, 0] > 0.1), pushed[:, 0] - cube0[:, 0]
     assert np.all(np.abs(pushed[:, 2] - arm.CUBE_HALF) < 5e-3)  # slid, not lifted or sunk
@@ -244,8 +259,8 @@ def test_scripted_sweep_pushes_the_cube_along_the_table(made):
     np.testing.assert_allclose(untouched, cube0, atol=1e-3)
 
 
-def _thrown(env, state0, speed):
-    """state0 with every cube at its bin/region centre, sliding at `speed` m/s along +x."""
+def _cube_at_start(env, state0, speed=0.0):
+    """state0 with every cube at its start region's (or bin's) centre, sliding at `speed` m/s along +x."""
     q = state0.pipeline_state.q.at[:, env._cube_q:env._cube_q + 2].set(jnp.asarray(env.task.cube_start))
     qd = jnp.zeros_like(state0.pipeline_state.qd).at[:, env._cube_q].set(speed)  # free joint dofs: vx first
     return state0.replace(pipeline_state=jax.vmap(env.pipeline_init)(q, qd))
@@ -256,11 +271,14 @@ def test_cube_cannot_pass_through_a_bin_wall(made):
     env, state0, run = _reset(made, "arm_binpick_easy")
     bin0 = env.task.scene.bins[0]
     inner_face = bin0.centre[0] + bin0.length / 2 - arm_scenes.BIN_THICKNESS
-    traj = run(_thrown(env, state0, THROW_SPEED), _const(env, (0, *RAISED, 1.0)))
+    traj = run(_cube_at_start(env, state0, THROW_SPEED), _const(env, (0, *RAISED, 1.0), steps=BIN_STEPS))
     cube_x = _np(traj.obs)[..., 0]
-    assert cube_x.max() < inner_face - arm.CUBE_HALF + 5e-3, (cube_x.max(), inner_face)
+    # at 3 m/s the contact is soft for one control step (~16 mm of transient penetration), then the wall
+    # pushes the cube back: its centre never reaches the wall and it ends touching the inner face
+    assert cube_x.max() < inner_face, (cube_x.max(), inner_face)
+    assert np.all(cube_x[-1] + arm.CUBE_HALF < inner_face + WALL_CONTACT_TOL), (cube_x[-1], inner_face)
     open_env, open0, open_run = _reset(made, "arm_push_easy")
-    free = open_run(_thrown(open_env, open0, THROW_SPEED), _const(open_env, (0, *RAISED, 1.0)))
+    free = open_run(_cube_at_start(open_env, open0, THROW_SPEED), _const(open_env, (0, *RAISED, 1.0)))
     slid = _np(free.obs)[-1, :, 0] - open_env.task.cube_start[0]
     assert np.all(slid > bin0.length), slid  # would have crossed the wall by far
 
