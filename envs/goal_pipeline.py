@@ -1,11 +1,13 @@
-"""Shared pieces of the small goal-conditioned brax tasks (reacher.py, pusher.py, cheetah.py).
+"""Shared pieces of the small goal-conditioned brax tasks (reacher.py, pusher.py, cheetah.py, arm.py).
 
 `GoalPipelineEnv` is a brax PipelineEnv whose episode never terminates: a subclass says how to
 draw the initial (q, qd, commanded goal) and how to read the state vector from the pipeline
 state; the base builds obs = concat(state, goal), reward = -dist and the `goal_metrics` of the
-EnvSpec. The commanded goal is data (`info['goal']`), never a body in the physics: the
-reference's target bodies never collide and never move, so they are stripped from the models
-(`strip_bodies`) and the goal is computed where the reference's target body would sit.
+EnvSpec. Optional hooks: `_ctrl` (action -> actuator controls), `_commanded` (a goal that follows
+the scene, a marker to move) and `_metrics` (other success criteria). The commanded goal is data
+(`info['goal']`), never a body in the physics: the reference's target bodies never collide and
+never move, so they are stripped from the models (`strip_bodies`) and the goal is computed where
+the reference's target body would sit.
 
 `Physics` is the per-backend physics step, frames per control step and optional actuator gear
 override (brax's spring approximations use other gears); control dt = timestep x n_frames.
