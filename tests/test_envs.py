@@ -98,6 +98,7 @@ def test_every_env_resets_and_steps_under_jit(name, rollouts):
 
 RESET_EPISODE = 3  # short episodes, so a few steps cross a reset
 RESET_ENVS = 16
+GOAL_ROUNDING_TOL = 1e-6
 
 
 @pytest.mark.parametrize(
@@ -118,7 +119,9 @@ def test_every_env_fresh_reset_redraws_cached_reset_restores(name):
     for mode, (state0, traj) in out.items():
         first, after = np.asarray(state0.obs), np.asarray(traj.obs[RESET_EPISODE - 1])
         assert np.asarray(traj.done)[RESET_EPISODE - 1].all()  # every env was reset at the last step
-        np.testing.assert_array_equal(after[:, s.state_dim:], np.asarray(traj.info["goal"][RESET_EPISODE - 1]))
+        # equal up to float rounding: XLA may compute a fresh goal once per consumer (obs, info), e.g. with an FMA
+        np.testing.assert_allclose(after[:, s.state_dim:], np.asarray(traj.info["goal"][RESET_EPISODE - 1]),
+                                   rtol=0, atol=GOAL_ROUNDING_TOL)
         if mode == "cached":
             np.testing.assert_array_equal(after, first)
         else:
