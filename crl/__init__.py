@@ -2,6 +2,5 @@
 from crl import _platform
 
 _platform.append_xla_flags()  # must precede the first `import jax` anywhere in the process
-_platform.disable_cpu_async_dispatch()
 
 __version__ = "0.1.0"

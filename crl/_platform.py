@@ -31,19 +31,6 @@ def append_xla_flags() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
 
 
-CPU_ASYNC_DISPATCH_ENV = "JAX_CPU_ENABLE_ASYNC_DISPATCH"
-
-
-def disable_cpu_async_dispatch() -> None:
-    """Run CPU computations synchronously unless the user chose otherwise.
-
-    With jaxlib 0.10.2's CPU async dispatch, the second call of a jitted MJX arm step with 256
-    envs (arm_push_easy) never returns: every XLA thread idles while the caller waits. Synchronous
-    CPU dispatch runs it (0.75 s per step); the training loop gains nothing from async dispatch.
-    """
-    os.environ.setdefault(CPU_ASYNC_DISPATCH_ENV, "false")
-
-
 def enable_compilation_cache(cache_dir: str | None = None) -> str:
     """Turn on JAX's persistent compilation cache (CRL_JAX_CACHE overrides the folder)."""
     import jax

@@ -58,7 +58,6 @@ LOWERED = (0.25, -0.5, 0.5)
 PUSH_FROM, PUSH_TO = 0.35, -0.2  # joint-1 actions: base angle pointing at x ~ -0.25 and x ~ +0.15 at y ~ 0.55
 BIN_STEPS = 30  # control steps of the bin-wall test (binpick steps slowly on CPU); the cube stops within ~10
 WALL_CONTACT_TOL = 2e-3  # m: resting contact penetration allowed against a wall
-MANY_ENVS_TIMEOUT_S = 300  # compile ~20 s + 3 steps of ~1 s on 2 cores; the hang never returned
 THROW_SPEED = 3.0  # m/s: a cube thrown at this speed would slide ~0.45 m on the table (friction 1)
 
 
@@ -338,23 +337,3 @@ def test_arm_reach_learns_above_random_on_cpu(tmp_path):
     assert best_late > REACH_GAIN_FACTOR * random_success + 1.0, (random_success, curve)
     records = [json.loads(line) for line in (Path(cfg.run_dir) / "metrics.jsonl").read_text().splitlines()]
     assert all("eval/episode_success_hard" in r for r in records)
-
-
-def test_many_envs_step_repeatedly_on_cpu(tmp_path):
-    """256 arm_push_easy envs step twice in a row (jaxlib 0.10.2's CPU async dispatch hung on the second
-    call; crl turns it off). In a subprocess with a time limit, so a regression fails instead of hanging."""
-    code = textwrap.dedent("""
-        import crl, jax, jax.numpy as jnp, numpy as np
-        import crl.envs as envs
-        assert jax.config.jax_cpu_enable_async_dispatch is False
-        env = envs.make("arm_push_easy")
-        state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(0), 256))
-        step = jax.jit(jax.vmap(env.step))
-        for _ in range(3):
-            state = jax.block_until_ready(step(state, jnp.zeros((256, env.action_size))))
-        assert np.isfinite(np.asarray(state.obs)).all()
-        print("ok")
-    """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=MANY_ENVS_TIMEOUT_S)
-    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-2000:]
