@@ -21,6 +21,7 @@ import pytest
 import crl.envs as envs
 from crl.envs import arm, arm_scenes
 from crl.evaluate import make_evaluator, uniform_random_policy
+from rollouts import rollout_fn
 from stats import chi2_ok
 
 IDS = tuple(arm.TASKS)
@@ -77,12 +78,7 @@ def made():
     def get(name):
         if name not in cache:
             env = envs.make(name)
-
-            @jax.jit
-            def run(state, actions):
-                return jax.lax.scan(lambda s, a: (jax.vmap(env.step)(s, a),) * 2, state, actions)[1]
-
-            cache[name] = (env, jax.jit(jax.vmap(env.reset)), run)
+            cache[name] = (env, jax.jit(jax.vmap(env.reset)), rollout_fn(env))
         return cache[name]
 
     return get
