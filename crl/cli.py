@@ -1,4 +1,4 @@
-"""Command line: `crl train`, `crl eval`, `crl envs`, `crl bench`."""
+"""Command line: `crl train`, `crl eval`, `crl envs`, `crl bench`, `crl sweep`, `crl report`."""
 from __future__ import annotations
 
 import argparse
@@ -110,7 +110,19 @@ def _bench(argv: list[str]) -> int:
     return bench.main(argv)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench}
+def _sweep(argv: list[str]) -> int:
+    from crl.sweep import main  # launches runs as subprocesses or SLURM jobs; jax is not needed here
+
+    return main(argv)
+
+
+def _report(argv: list[str]) -> int:
+    from crl.report import main  # reads metrics.jsonl files; no jax
+
+    return main(argv)
+
+
+COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench, "sweep": _sweep, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:
