@@ -57,6 +57,8 @@ class TrainConfig:
     unroll_blocks: bool = False  # straight-line blocks instead of a scan (same function; compile grows with depth)
 
     seed: int = 0  # seeds params, envs and sampling
+    num_seeds: int = 1  # train seeds seed .. seed+num_seeds-1 in one process, vmapped over a seed axis
+    num_devices: int = 1  # devices of the ('data',) mesh (envs, buffer and batch sharded); 0: every device
     run_dir: str | None = None  # output folder; None: runs/<env>-c<depth>-a<depth>-s<seed>-<time>
     tensorboard: bool = True  # write tensorboard events to RUN_DIR/tb
     random_baseline: bool = True  # also evaluate a uniform random policy once, logged as eval/random_*
@@ -69,7 +71,7 @@ class TrainConfig:
 
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
-SHAPE_FIELDS = ("env", "eval_env", "num_envs", "unroll_length", "max_replay_size", "critic_depth", "critic_width",
+SHAPE_FIELDS = ("env", "eval_env", "num_seeds", "num_envs", "unroll_length", "max_replay_size", "critic_depth", "critic_width",
                 "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
 
 
@@ -169,7 +171,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
     Returns the step plan, or None when episode_length is not given (only field-level checks then run).
     """
     _check_positive(cfg, ["num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
-                          "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "critic_width",
+                          "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "num_seeds", "critic_width",
                           "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
     for name in ("critic_depth", "actor_depth"):
         depth = getattr(cfg, name)
@@ -178,6 +180,8 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
             raise ConfigError(
                 f"{name} = {depth}: depth counts the Dense layers inside residual blocks of {BLOCK_LAYERS}, "
                 f"so it must be a positive multiple of {BLOCK_LAYERS} (e.g. {lower} or {lower + BLOCK_LAYERS})")
+    if cfg.num_devices < 0:
+        raise ConfigError(f"num_devices = {cfg.num_devices}: must be >= 1, or 0 for every device")
     if cfg.keep_checkpoints < 1 or cfg.checkpoint_every < 0:
         raise ConfigError(f"keep_checkpoints = {cfg.keep_checkpoints}, checkpoint_every = {cfg.checkpoint_every}: "
                           "keep at least 1 checkpoint; checkpoint_every must be >= 0 (0 disables checkpoints)")
