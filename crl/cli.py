@@ -83,6 +83,8 @@ def _eval(argv: list[str]) -> int:
                         help="evaluation key; default: the run's own key for that epoch (reproduces its log)")
     parser.add_argument("--export-actor", default=None, metavar="DIR",
                         help="also write the actor params alone (msgpack + json) for inference")
+    parser.add_argument("--actor-seed", type=int, default=None,
+                        help="with --export-actor on a multi-seed run: which seed's actor (default: the first)")
     args = parser.parse_args(argv)
     _platform.enable_compilation_cache()
     import json
@@ -95,7 +97,7 @@ def _eval(argv: list[str]) -> int:
     try:
         metrics = evaluate_checkpoint(args.run_dir, args.checkpoint, args.seed, **overrides)
         if args.export_actor:
-            print(f"crl eval: actor written to {export_actor(args.run_dir, args.export_actor, args.checkpoint)}",
+            print(f"crl eval: actor written to {export_actor(args.run_dir, args.export_actor, args.checkpoint, args.actor_seed)}",
                   file=sys.stderr)
     except (ConfigError, NoValidCheckpointError) as err:
         print(f"crl eval: {err}", file=sys.stderr)

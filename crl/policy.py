@@ -34,14 +34,18 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
 
 def restore_run(run_dir: str | Path, epoch: int | None = None, **overrides: Any):
-    """(trainer, restored checkpoint) of a run; overrides may change evaluation fields (e.g. num_eval_envs)."""
+    """(trainer, restored checkpoint) of a run; overrides may change evaluation fields (e.g. num_eval_envs).
+
+    The state of a K-seed run carries a leading seed axis (seed k = the run's seed + k).
+    """
+    from crl.programs import make_programs
     from crl.train import make_trainer
 
     cfg = dataclasses.replace(load_run_config(run_dir), **overrides)
     trainer = make_trainer(cfg)
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint)
     try:
-        restored = ckpt.restore_latest(trainer.init(jax.random.PRNGKey(cfg.seed)), epoch=epoch)
+        restored = ckpt.restore_latest(make_programs(trainer).init(), epoch=epoch)
     finally:
         ckpt.close()
     return trainer, restored
@@ -53,20 +57,43 @@ def evaluate_checkpoint(run_dir: str | Path, epoch: int | None = None, seed: int
 
     Without `seed` the run's own key for that epoch is used, so the logged evaluation is reproduced.
     """
+    from crl.programs import over_seeds, per_seed, run_seeds
+
     trainer, restored = restore_run(run_dir, epoch, **overrides)
-    key = epoch_eval_key(trainer.cfg.seed, restored.epoch) if seed is None else jax.random.PRNGKey(seed)
-    metrics = jax.jit(trainer.evaluate)(restored.state.actor_params, key)
-    return {"epoch": restored.epoch, "eval_env": trainer.eval_spec.name,
-            **{k: float(v) for k, v in metrics.items()}}
+    cfg = trainer.cfg
+
+    def evaluate(run_seed, params):
+        key = epoch_eval_key(run_seed, restored.epoch) if seed is None else jax.random.PRNGKey(seed)
+        return trainer.evaluate(params, key)
+
+    metrics = per_seed(jax.jit(over_seeds(evaluate, cfg))(restored.state.actor_params), cfg.num_seeds)
+    header = {"epoch": restored.epoch, "eval_env": trainer.eval_spec.name}
+    if cfg.num_seeds == 1:
+        return {**header, **metrics[0]}
+    return {**header, "seeds": dict(zip(run_seeds(cfg), metrics))}
 
 
-def export_actor(run_dir: str | Path, out_dir: str | Path, epoch: int | None = None) -> Path:
-    """Write the actor's params (msgpack) and what rebuilds it (config, env spec) to out_dir."""
+def export_actor(run_dir: str | Path, out_dir: str | Path, epoch: int | None = None,
+                 seed: int | None = None) -> Path:
+    """Write the actor's params (msgpack) and what rebuilds it (config, env spec) to out_dir.
+
+    For a K-seed run, `seed` picks which seed's actor (default: the run's first seed).
+    """
+    from crl.config import ConfigError
+    from crl.programs import run_seeds
+
     trainer, restored = restore_run(run_dir, epoch)
+    seeds, params = run_seeds(trainer.cfg), restored.state.actor_params
+    seed = seeds[0] if seed is None else seed
+    if seed not in seeds:
+        raise ConfigError(f"seed {seed} is not one of this run's seeds {seeds}; pick one of them")
+    if len(seeds) > 1:
+        params = jax.tree.map(lambda x: x[seeds.index(seed)], params)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ACTOR_PARAMS_FILE).write_bytes(flax.serialization.to_bytes(restored.state.actor_params))
-    meta = {"config": to_dict(trainer.cfg), "env": trainer.spec.name, "epoch": restored.epoch,
+    (out / ACTOR_PARAMS_FILE).write_bytes(flax.serialization.to_bytes(params))
+    config = {**to_dict(trainer.cfg), "seed": seed, "num_seeds": 1}
+    meta = {"config": config, "env": trainer.spec.name, "epoch": restored.epoch,
             "obs_dim": trainer.spec.obs_dim, "action_size": trainer.spec.action_size}
     (out / ACTOR_META_FILE).write_text(json.dumps(meta, indent=1))
     return out

@@ -43,12 +43,87 @@ def _scalar(value: Any) -> float | int:
     return value if math.isfinite(value) else float("nan")
 
 
+SEEDS_DIR = "seeds"  # a K-seed run logs seed s to RUN_DIR/seeds/<s>/metrics.jsonl (tb events beside it)
+METRICS_FILE = "metrics.jsonl"
+
+
+def metrics_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
+    """Where each seed's metrics go: the run dir itself for one seed, RUN_DIR/seeds/<seed> for several."""
+    return [run_dir] if len(seeds) == 1 else [run_dir / SEEDS_DIR / str(seed) for seed in seeds]
+
+
+class MetricsLog:
+    """One seed's metrics.jsonl (and tensorboard events); None directory: keep the history in memory only."""
+
+    def __init__(self, directory: Path | None, tensorboard: bool, resume_epoch: int | None):
+        self.directory = directory
+        self.history: list[dict[str, float]] = []
+        self._jsonl = None
+        self._tb = None
+        if directory is None:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        self.truncate(resume_epoch)
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(directory / "tb"))
+
+    def truncate(self, epoch: int | None) -> None:
+        """Keep records up to `epoch`; later records are produced again after a restore."""
+        if self.directory is None:
+            self.history[:] = [r for r in self.history if epoch is None or r.get("epoch", 0) <= epoch]
+            return
+        path = self.directory / METRICS_FILE
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if epoch is not None and path.exists():
+            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            kept = [r for r in records if r.get("epoch", 0) <= epoch]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            self.history[:] = kept
+        self._jsonl = open(path, "a", buffering=1)
+
+    def write(self, record: dict[str, float]) -> None:
+        self.history.append(record)
+        if self._jsonl is not None:
+            self._jsonl.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if key != "env_steps":
+                    self._tb.add_scalar(key, value, global_step=int(record["env_steps"]))
+            self._tb.flush()
+
+    def close(self) -> None:
+        for sink in (self._jsonl, self._tb):
+            if sink is not None:
+                sink.close()
+
+
+def mean_record(records: list[dict[str, float]]) -> dict[str, float]:
+    """Per-key mean over seeds' records of one epoch (what progress lines and the best checkpoint use)."""
+    return {key: sum(r[key] for r in records) / len(records) for key in records[0]}
+
+
 class RunLogger:
-    """Writes one run's artefacts: config.yaml at start, one JSON line and tensorboard scalars per log call."""
+    """Writes one run's artefacts: config.yaml at start, then per log call one JSON line per seed.
+
+    Only the writing process (process 0 of a multi-host run) touches files; the others keep histories.
+    """
 
     def __init__(self, run_dir: Path, cfg: TrainConfig, plan: StepPlan, extra: dict[str, Any] | None = None,
-                 resume_epoch: int | None = None):
+                 resume_epoch: int | None = None, seeds: list[int] | None = None, writer: bool = True):
         self.run_dir = Path(run_dir)
+        seeds = seeds or [cfg.seed]
+        if writer:
+            self._write_config(cfg, plan, extra, resume_epoch)
+        self.seed_logs = [MetricsLog(d if writer else None, cfg.tensorboard, resume_epoch)
+                          for d in metrics_dirs(self.run_dir, seeds)]
+        self.history = [mean_record(list(rs)) for rs in zip(*(log.history for log in self.seed_logs))]
+        self._start = time.time()
+
+    def _write_config(self, cfg: TrainConfig, plan: StepPlan, extra: dict[str, Any] | None,
+                      resume_epoch: int | None) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.run_dir / "config.yaml"
         resolved = {"config": to_dict(cfg), "step_plan": dataclasses.asdict(plan),
@@ -60,43 +135,25 @@ class RunLogger:
             resolved["resumes"] = [*previous.get("resumes", []), {"from_epoch": resume_epoch, "changed": changed,
                                                                   "command": resolved["command"]}]
         config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
-        self.history: list[dict[str, float]] = []
-        self._jsonl = None
-        self.truncate(resume_epoch)
-        self._tb = None
-        if cfg.tensorboard:
-            from tensorboardX import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.run_dir / "tb"))
-        self._start = time.time()
 
     def truncate(self, epoch: int | None) -> None:
-        """Keep metrics.jsonl (and history) up to `epoch`; later records are produced again after a restore."""
-        path = self.run_dir / "metrics.jsonl"
-        if self._jsonl is not None:
-            self._jsonl.close()
-        if epoch is not None and path.exists():
-            records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            kept = [r for r in records if r.get("epoch", 0) <= epoch]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            self.history[:] = kept
-        self._jsonl = open(path, "a", buffering=1)
+        for log in self.seed_logs:
+            log.truncate(epoch)
+        self.history[:] = [r for r in self.history if epoch is None or r.get("epoch", 0) <= epoch]
 
-    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, float]:
-        record = {"env_steps": int(step), "wall_s": round(time.time() - self._start, 3)}
-        record.update({k: _scalar(v) for k, v in metrics.items()})
-        self._jsonl.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for key, value in record.items():
-                if key != "env_steps":
-                    self._tb.add_scalar(key, value, global_step=int(step))
-            self._tb.flush()
-        return record
+    def log(self, step: int, per_seed: list[dict[str, Any]]) -> dict[str, float]:
+        """Write one record per seed; returns their mean (the record itself for one seed)."""
+        base = {"env_steps": int(step), "wall_s": round(time.time() - self._start, 3)}
+        records = [{**base, **{k: _scalar(v) for k, v in metrics.items()}} for metrics in per_seed]
+        for log, record in zip(self.seed_logs, records, strict=True):
+            log.write(record)
+        summary = records[0] if len(records) == 1 else mean_record(records)
+        self.history.append(summary)
+        return summary
 
     def close(self) -> None:
-        self._jsonl.close()
-        if self._tb is not None:
-            self._tb.close()
+        for log in self.seed_logs:
+            log.close()
 
 
 def format_duration(seconds: float) -> str:

@@ -17,11 +17,12 @@ from crl import envs
 from crl.acting import collect_unroll
 from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
-from crl.evaluate import (HEADLINE_PREFIX, deterministic_policy, epoch_eval_key, make_evaluator,
-                          uniform_random_policy)
+from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
+from crl.parallel import batch_constraint, make_mesh
 from crl.preemption import Preempted, StopOnSignals
+from crl.programs import RANDOM_PREFIX, Programs, first_seed_scalar, make_programs, per_seed, run_seeds
 from crl.run import RunLogger, default_run_dir, format_duration, progress_line
 
 Metrics = dict[str, jax.Array]
@@ -64,6 +65,7 @@ class Trainer:
     evaluate: Callable
     optimizers: Optimizers
     sgd_step: Callable
+    mesh: jax.sharding.Mesh
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ state
@@ -92,7 +94,8 @@ class Trainer:
         windows = rb.sample_windows(state.buffer, window_key, self.spec.episode_length)
         pool = rb.relabel(windows, relabel_key, self.cfg.discount, self.spec.state_dim, self.spec.goal_indices)
         batches = rb.shuffle_into_batches(pool, shuffle_key, self.cfg.sgd_steps_per_train_step, self.cfg.batch_size)
-        batches = Batch(state=batches["state"], action=batches["action"], goal=batches["goal"])
+        batches = batch_constraint(self.mesh)(Batch(state=batches["state"], action=batches["action"],
+                                                    goal=batches["goal"]))
         sgd_keys = jax.random.split(sgd_key, self.cfg.sgd_steps_per_train_step)
         state, metrics = jax.lax.scan(self.sgd_step, state.replace(key=key), (batches, sgd_keys))
         return state, jax.tree.map(jnp.mean, metrics)
@@ -189,6 +192,7 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
     known = known_envs(cfg)
     validate(cfg, known_envs=known)  # names an unknown env before the spec lookup below needs it
+    mesh = make_mesh(cfg)
     spec = envs.spec(cfg.env)
     eval_name = cfg.eval_env or cfg.env
     eval_spec = envs.spec(eval_name)
@@ -206,29 +210,26 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     optimizers = make_optimizers(cfg)
     return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, networks=networks, env=env,
                    eval_env=eval_env, losses=losses, evaluate=evaluate, optimizers=optimizers,
-                   sgd_step=make_sgd_step(losses, optimizers))
+                   sgd_step=make_sgd_step(losses, optimizers), mesh=mesh)
 
 
-def evaluate_random_policy(trainer: Trainer, key: jax.Array) -> dict[str, float]:
-    """Time-at-goal metrics of uniform random actions on the eval env, keyed eval/random_*."""
-    spec = trainer.eval_spec
-    evaluate = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size), spec.episode_length)
-    metrics = jax.jit(evaluate)(None, key)
-    return {name.replace("eval/", "eval/random_"): float(value) for name, value in metrics.items()}
+def _roll_back(programs: Programs, ckpt: Checkpointer, attempt: int, say: Callable) -> tuple[TrainingState, int]:
+    """Restore the newest valid checkpoint and fold `attempt` into its RNG key(s), so training takes another path."""
+    restored = ckpt.restore_latest(programs.init(), log=say)
+    keys = restored.state.key
+    keys = jax.random.fold_in(keys, attempt) if keys.ndim == 1 else jax.vmap(jax.random.fold_in, (0, None))(keys, attempt)
+    state = restored.state.replace(key=keys)
+    return (state if restored.has_buffer else programs.prefill(state)), restored.epoch
 
 
-def _roll_back(trainer: Trainer, ckpt: Checkpointer, prefill: Callable, attempt: int,
-               say: Callable) -> tuple[TrainingState, int]:
-    """Restore the newest valid checkpoint and fold `attempt` into its RNG key, so training takes another path."""
-    restored = ckpt.restore_latest(trainer.init(jax.random.PRNGKey(trainer.cfg.seed)), log=say)
-    state = restored.state.replace(key=jax.random.fold_in(restored.state.key, attempt))
-    return (state if restored.has_buffer else prefill(state)), restored.epoch
-
-
-def _check_finite(metrics: dict[str, float], epoch: int, last_checkpoint: str) -> None:
-    bad = [name for name, value in metrics.items() if not math.isfinite(value)]
-    if metrics.get(NONFINITE_PARAMS, 0) > 0:
-        bad.append(f"parameters ({int(metrics[NONFINITE_PARAMS])} entries)")
+def _check_finite(per_seed_metrics: list[dict[str, float]], seeds: list[int], epoch: int,
+                  last_checkpoint: str) -> None:
+    bad = []
+    for seed, metrics in zip(seeds, per_seed_metrics):
+        where = f" (seed {seed})" if len(seeds) > 1 else ""
+        bad += [f"{name}{where}" for name, value in metrics.items() if not math.isfinite(value)]
+        if metrics.get(NONFINITE_PARAMS, 0) > 0:
+            bad.append(f"parameters ({int(metrics[NONFINITE_PARAMS])} entries){where}")
     if bad:
         raise NonFiniteError(f"epoch {epoch}: non-finite {', '.join(bad)}; training stopped and nothing was saved "
                              f"for this epoch. Last good checkpoint: {last_checkpoint}. Lower the learning rates, "
@@ -241,17 +242,21 @@ class TrainResult:
     history: list[dict[str, float]]
     run_dir: Any
     trainer: Trainer
+    seed_histories: list[list[dict[str, float]]] = dataclasses.field(default_factory=list)  # one per seed
 
 
 def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[str], None] | None = print) -> TrainResult:
     """Host loop: compile (timed apart), prefill or resume, then per epoch: train, evaluate, log, checkpoint.
 
-    A run directory that already holds checkpoints is resumed from the newest one that loads.
+    A run directory that already holds checkpoints is resumed from the newest one that loads. In a
+    multi-host run every process runs this loop on its shards; only process 0 prints and writes logs.
     """
     trainer = trainer or make_trainer(cfg)
-    say = print_fn if cfg.progress and print_fn else (lambda _: None)
+    writer = jax.process_index() == 0
+    say = print_fn if cfg.progress and print_fn and writer else (lambda _: None)
     run_dir = Path(cfg.run_dir or default_run_dir(cfg))
-    state = trainer.init(jax.random.PRNGKey(cfg.seed))
+    programs = make_programs(trainer)
+    state = programs.init()
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint) if cfg.checkpoint_every else None
     saved = ckpt.saved_config() if ckpt else None
     changed = shape_differences(saved, cfg) if saved else []
@@ -259,64 +264,70 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
         raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
                           "Keep these fields as they were, or start a new run directory")
     resumed = ckpt.restore_latest(state, log=say) if ckpt and ckpt.steps() else None
-    params_info = {"critic_params": param_count(state.critic_params), "actor_params": param_count(state.actor_params)}
+    params_info = {"critic_params": param_count(trainer_params(trainer, "critic")),
+                   "actor_params": param_count(trainer_params(trainer, "actor"))}
     logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info},
-                       resume_epoch=resumed.epoch if resumed else None)
+                       resume_epoch=resumed.epoch if resumed else None, seeds=run_seeds(cfg), writer=writer)
     try:
         with StopOnSignals() as stop:
-            return _run(cfg, trainer, state, resumed, logger, ckpt, stop, say)
+            return _run(cfg, trainer, programs.compile(state), state, resumed, logger, ckpt, stop, say)
     finally:
         logger.close()
         if ckpt:
             ckpt.close()
 
 
-def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Restored | None, logger: RunLogger,
-         ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable) -> TrainResult:
-    plan = trainer.plan
+def trainer_params(trainer: Trainer, network: str) -> Any:
+    """Shapes of one seed's actor or critic params (for parameter counts)."""
+    return jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))[network]
+
+
+def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: TrainingState, resumed: Restored | None,
+         logger: RunLogger, ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable) -> TrainResult:
+    plan, seeds = trainer.plan, run_seeds(cfg)
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
-        f"({param_count(state.critic_params):,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
-        f"({param_count(state.actor_params):,}), run dir {logger.run_dir}")
+        f"({param_count(trainer_params(trainer, 'critic')):,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
+        f"({param_count(trainer_params(trainer, 'actor')):,}), run dir {logger.run_dir}")
     say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
         f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
         f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
         f"(asked {cfg.total_env_steps:,})")
-
+    if len(seeds) > 1 or trainer.mesh.size > 1:
+        say(f"crl: seeds {seeds} vmapped in one program; data mesh of {trainer.mesh.size} device(s) over "
+            f"{jax.process_count()} process(es)")
     t0 = time.perf_counter()
-    prefill = jax.jit(trainer.prefill, donate_argnums=0).lower(state).compile()
-    epoch = jax.jit(trainer.epoch, donate_argnums=0).lower(state).compile()
-    evaluate = jax.jit(trainer.evaluate).lower(state.actor_params, state.key).compile()
-    compile_s = time.perf_counter() - t0
-    say(f"crl: compiled prefill, epoch and evaluation in {compile_s:.1f} s")
+    say(f"crl: compiled prefill, epoch and evaluation in {programs.compile_s:.1f} s")
 
     history = logger.history
     headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
 
-    def evaluate_and_log(epoch_index: int, state: TrainingState, extra: dict[str, Any]) -> dict[str, float]:
+    def evaluate_and_log(epoch_index: int, state: TrainingState, extra: list[dict[str, Any]]) -> dict[str, float]:
         t_eval = time.perf_counter()
-        metrics = {k: float(v) for k, v in evaluate(state.actor_params, epoch_eval_key(cfg.seed, epoch_index)).items()}
-        metrics["time/eval_s"] = time.perf_counter() - t_eval
-        metrics.update(extra, epoch=epoch_index, grad_steps=int(state.grad_steps))
-        record = logger.log(int(state.env_steps), metrics)
-        history.append(record)
-        return record
+        metrics = per_seed(programs.evaluate(state.actor_params, epoch_index), len(seeds))
+        eval_s = time.perf_counter() - t_eval
+        for seed_metrics, seed_extra in zip(metrics, extra):
+            seed_metrics.update(seed_extra, epoch=epoch_index, grad_steps=first_seed_scalar(state.grad_steps))
+            seed_metrics["time/eval_s"] = eval_s
+        return logger.log(first_seed_scalar(state.env_steps), metrics)
 
     if resumed:
         state, start_epoch = resumed.state, resumed.epoch
-        say(f"crl: resumed from {resumed.path} (epoch {start_epoch}, {int(state.env_steps):,} env steps)")
+        say(f"crl: resumed from {resumed.path} (epoch {start_epoch}, {first_seed_scalar(state.env_steps):,} env steps)")
         if not resumed.has_buffer:
             say(f"crl: the checkpoint holds no replay buffer (larger than checkpoint_buffer_mb); refilling it with "
                 f"{plan.prefill_env_steps:,} env steps before training continues")
-            state = prefill(state)
+            state = programs.prefill(state)
     else:
         start_epoch, t_prefill = 0, time.perf_counter()
-        state = prefill(state)
+        state = programs.prefill(state)
         jax.block_until_ready(state.env_steps)
-        extra = {"time/compile_s": compile_s, "time/prefill_s": time.perf_counter() - t_prefill}
+        timing = {"time/compile_s": programs.compile_s, "time/prefill_s": time.perf_counter() - t_prefill}
+        extra = [dict(timing) for _ in seeds]
         if cfg.random_baseline:
-            extra.update(evaluate_random_policy(trainer, jax.random.PRNGKey(cfg.seed + 2)))
+            for seed_extra, random in zip(extra, per_seed(programs.random_baseline(), len(seeds))):
+                seed_extra.update({k.replace("eval/", RANDOM_PREFIX): v for k, v in random.items()})
         record = evaluate_and_log(0, state, extra)
-        random_note = (f"; uniform random policy {record[headline.replace('eval/', 'eval/random_')]:.2f}"
+        random_note = (f"; uniform random policy {record[headline.replace('eval/', RANDOM_PREFIX)]:.2f}"
                        if cfg.random_baseline else "")
         say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
@@ -325,23 +336,24 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Rest
     while epoch_index < cfg.num_epochs:
         epoch_index += 1
         t_epoch = time.perf_counter()
-        state, metrics = epoch(state)
-        metrics = {k: float(v) for k, v in metrics.items()}
+        state, metrics = programs.epoch(state)
+        metrics = per_seed(metrics, len(seeds))
         epoch_s = time.perf_counter() - t_epoch
         train_time, epochs_run = train_time + epoch_s, epochs_run + 1
         try:
-            _check_finite(metrics, epoch_index, last_checkpoint)
+            _check_finite(metrics, seeds, epoch_index, last_checkpoint)
         except NonFiniteError as err:
             if rollbacks >= cfg.nan_rollbacks or not (ckpt and ckpt.steps()):
                 raise
             rollbacks += 1
-            state, epoch_index = _roll_back(trainer, ckpt, prefill, rollbacks, say)
+            state, epoch_index = _roll_back(programs, ckpt, rollbacks, say)
             logger.truncate(epoch_index)
             say(f"crl: {err}\ncrl: rolled back to epoch {epoch_index} with a new RNG key "
                 f"(rollback {rollbacks} of {cfg.nan_rollbacks})")
             continue
-        metrics["training/sps"] = plan.env_steps_per_epoch / epoch_s
-        metrics["time/epoch_s"] = epoch_s
+        for seed_metrics in metrics:
+            seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
+            seed_metrics["time/epoch_s"] = epoch_s
         record = evaluate_and_log(epoch_index, state, metrics)
         eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)
         say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
@@ -353,5 +365,6 @@ def _run(cfg: TrainConfig, trainer: Trainer, state: TrainingState, resumed: Rest
         if stop.requested:
             raise Preempted(f"stopped by {stop.requested} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
                             f"Continue with: crl train --resume {logger.run_dir}")
-    say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir / 'metrics.jsonl'}")
-    return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer)
+    say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir}")
+    return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer,
+                       seed_histories=[log.history for log in logger.seed_logs])

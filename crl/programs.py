@@ -1,0 +1,97 @@
+"""The jitted programs of a run: one code path for 1 or K seeds (vmapped) on 1..N devices (and hosts).
+
+With num_seeds = K > 1 every leaf of the training state gains a leading seed axis and each program is
+vmapped over it; seed k is the run `seed + k` would be alone (same keys, same evaluation keys). The state
+lives on the ('data',) mesh of `crl.parallel`; inputs and outputs are pinned to its shardings.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crl.evaluate import epoch_eval_key, make_evaluator, uniform_random_policy
+from crl.parallel import replicated, state_shardings
+
+RANDOM_BASELINE_KEY_OFFSET = 2  # the random-policy baseline uses PRNGKey(seed + 2) (eval keys use seed + 1)
+RANDOM_PREFIX = "eval/random_"
+
+
+def run_seeds(cfg) -> list[int]:
+    """The seeds a run trains: seed, seed + 1, ..., seed + num_seeds - 1."""
+    return [cfg.seed + k for k in range(cfg.num_seeds)]
+
+
+def over_seeds(fn: Callable, cfg, arg_axes: tuple | None = None) -> Callable:
+    """fn(seed, *args) for the run's seed, or vmapped over its K seeds (args batched on axis 0 unless arg_axes)."""
+    if cfg.num_seeds == 1:
+        return lambda *args: fn(cfg.seed, *args)
+    seeds = cfg.seed + jnp.arange(cfg.num_seeds)
+
+    def batched(*args):
+        axes = (0, *(arg_axes if arg_axes is not None else (0,) * len(args)))
+        return jax.vmap(fn, in_axes=axes)(seeds, *args)
+
+    return batched
+
+
+@dataclasses.dataclass
+class Programs:
+    """init() -> state; prefill(state); epoch(state) -> (state, metrics); evaluate(actor, epoch); random()."""
+
+    init: Callable
+    prefill: Callable
+    epoch: Callable
+    evaluate: Callable
+    random_baseline: Callable
+    compile_s: float = 0.0
+
+    def compile(self, state: Any) -> "Programs":
+        """Compile ahead of time (so compile time is measured apart from the first epoch)."""
+        t0 = time.perf_counter()
+        compiled = dataclasses.replace(
+            self, prefill=self.prefill.lower(state).compile(), epoch=self.epoch.lower(state).compile(),
+            evaluate=self.evaluate.lower(state.actor_params, 0).compile())
+        compiled.compile_s = time.perf_counter() - t0
+        return compiled
+
+
+def make_programs(trainer) -> Programs:
+    """Jit the trainer's pure pieces over the run's seeds, with the state's shardings on the trainer's mesh."""
+    cfg, mesh = trainer.cfg, trainer.mesh
+    init = over_seeds(lambda seed: trainer.init(jax.random.PRNGKey(seed)), cfg)
+    shardings = state_shardings(jax.eval_shape(init), mesh, cfg.num_envs, seed_axis=cfg.num_seeds > 1)
+    metrics_sharding = replicated(mesh)
+    spec = trainer.eval_spec
+    random_eval = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size),
+                                 spec.episode_length)
+    evaluate = over_seeds(lambda seed, params, epoch: trainer.evaluate(params, epoch_eval_key(seed, epoch)),
+                          cfg, arg_axes=(0, None))
+    random_baseline = over_seeds(
+        lambda seed: random_eval(None, jax.random.PRNGKey(seed + RANDOM_BASELINE_KEY_OFFSET)), cfg)
+    return Programs(
+        init=jax.jit(init, out_shardings=shardings),
+        prefill=jax.jit(over_seeds(lambda _, state: trainer.prefill(state), cfg), in_shardings=(shardings,),
+                        out_shardings=shardings, donate_argnums=0),
+        epoch=jax.jit(over_seeds(lambda _, state: trainer.epoch(state), cfg), in_shardings=(shardings,),
+                      out_shardings=(shardings, metrics_sharding), donate_argnums=0),
+        evaluate=jax.jit(evaluate, in_shardings=(shardings.actor_params, metrics_sharding),
+                         out_shardings=metrics_sharding),
+        random_baseline=jax.jit(random_baseline, out_shardings=metrics_sharding))
+
+
+def per_seed(metrics: dict[str, Any], num_seeds: int) -> list[dict[str, float]]:
+    """Host floats, one dict per seed (metrics of a vmapped program carry a leading seed axis)."""
+    host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+    if num_seeds == 1:
+        return [{k: float(v) for k, v in host.items()}]
+    return [{k: float(v[i]) for k, v in host.items()} for i in range(num_seeds)]
+
+
+def first_seed_scalar(value: jax.Array) -> int:
+    """A counter shared by all seeds (env steps, SGD steps) as a Python int."""
+    return int(np.asarray(jax.device_get(value)).reshape(-1)[0])
