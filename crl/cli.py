@@ -10,7 +10,9 @@ from crl import _platform
 TRAIN_HELP = """Train a CRL agent. `--config FILE.yaml` loads a preset (see configs/); every field can then be
 overridden, e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`.
 `--resume RUN_DIR` continues a run from its newest valid checkpoint with the run's own config (a run dir
-that already holds checkpoints is resumed automatically). Exit codes: 0 done, 2 bad config,
+that already holds checkpoints is resumed automatically). `--distributed` joins a multi-host run through
+jax.distributed (SLURM is detected; elsewhere add --coordinator HOST:PORT --num-processes N --process-id I);
+the data mesh then spans every process's devices and process 0 writes the logs. Exit codes: 0 done, 2 bad config,
 3 non-finite values, 75 stopped by a signal after saving a checkpoint (requeue and resume)."""
 
 
@@ -22,8 +24,16 @@ def _train(argv: list[str]) -> int:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--resume", default=None, metavar="RUN_DIR")
+    pre.add_argument("--distributed", action="store_true")
+    pre.add_argument("--coordinator", default=None, metavar="HOST:PORT")
+    pre.add_argument("--num-processes", type=int, default=None)
+    pre.add_argument("--process-id", type=int, default=None)
     known, rest = pre.parse_known_args(argv)
     try:
+        if known.distributed:
+            from crl.distributed import initialize
+
+            initialize(known.coordinator, known.num_processes, known.process_id)
         if known.resume:
             from crl.policy import load_run_config
 

@@ -28,6 +28,9 @@ def make_mesh(cfg: TrainConfig) -> Mesh:
         raise ConfigError(f"num_devices = {cfg.num_devices} but only {len(devices)} device(s) are visible "
                           f"({devices[0].platform}); lower num_devices or use 0 for all. On CPU, "
                           f"XLA_FLAGS=--xla_force_host_platform_device_count=N simulates N devices")
+    if jax.process_count() > 1 and count != len(devices):
+        raise ConfigError(f"num_devices = {cfg.num_devices} in a run of {jax.process_count()} processes: a multi-host "
+                          f"run shards over every process's devices; set num_devices 0 (all {len(devices)})")
     for name in ("num_envs", "batch_size"):
         value = getattr(cfg, name)
         if value % count:

@@ -292,9 +292,10 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
         f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
         f"(asked {cfg.total_env_steps:,})")
-    if len(seeds) > 1 or trainer.mesh.size > 1:
-        say(f"crl: seeds {seeds} vmapped in one program; data mesh of {trainer.mesh.size} device(s) over "
-            f"{jax.process_count()} process(es)")
+    if len(seeds) > 1:
+        say(f"crl: seeds {seeds} vmapped in one program (metrics in {logger.run_dir}/seeds/<seed>)")
+    if trainer.mesh.size > 1:
+        say(f"crl: data mesh of {trainer.mesh.size} devices over {jax.process_count()} process(es)")
     t0 = time.perf_counter()
     say(f"crl: compiled prefill, epoch and evaluation in {programs.compile_s:.1f} s")
 
