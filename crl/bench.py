@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jax
 
-from crl import bench_envs
+from crl import bench_envs, bench_seeds
 from crl._platform import enable_compilation_cache
 from crl.config import TrainConfig, plan_steps
 from crl.envs.spec import EnvSpec
@@ -188,5 +188,6 @@ def main(argv: list[str]) -> int:
     tr.add_argument("--out", default="docs/bench_train.md")
     tr.set_defaults(run=bench_train)
     bench_envs.add_parser(sub)
+    bench_seeds.add_parser(sub)
     args = parser.parse_args(argv)
     return args.run(args)
