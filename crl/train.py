@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from crl import buffer as rb
@@ -222,6 +223,15 @@ def _roll_back(programs: Programs, ckpt: Checkpointer, attempt: int, say: Callab
     return (state if restored.has_buffer else programs.prefill(state)), restored.epoch
 
 
+def _any_process(flag: Any) -> bool:
+    """True when the flag is set on any process: every host must stop (and checkpoint) after the same epoch."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(np.max(multihost_utils.process_allgather(np.int32(bool(flag)))))
+
+
 def _check_finite(per_seed_metrics: list[dict[str, float]], seeds: list[int], epoch: int,
                   last_checkpoint: str) -> None:
     bad = []
@@ -358,13 +368,14 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         record = evaluate_and_log(epoch_index, state, metrics)
         eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)
         say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
-        due = epoch_index % max(cfg.checkpoint_every, 1) == 0 or epoch_index == cfg.num_epochs or stop.requested
+        stopping = _any_process(stop.requested)
+        due = epoch_index % max(cfg.checkpoint_every, 1) == 0 or epoch_index == cfg.num_epochs or stopping
         if ckpt and due:
             path = ckpt.save(epoch_index, state, {"config": to_dict(cfg)}, record[headline],
                              include_buffer=buffer_fits(state, cfg.checkpoint_buffer_mb))
             last_checkpoint = str(path)
-        if stop.requested:
-            raise Preempted(f"stopped by {stop.requested} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
+        if stopping:
+            raise Preempted(f"stopped by {stop.requested or 'another process'} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
                             f"Continue with: crl train --resume {logger.run_dir}")
     say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir}")
     return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer,
