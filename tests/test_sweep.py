@@ -1,0 +1,269 @@
+"""Sweeps: specs expand into validated runs with stable ids; the local and submitit runners isolate crashes,
+record status.json and skip finished runs when relaunched."""
+import json
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from crl.config import ConfigError, validate
+from crl.sweep import main, runs
+from crl.sweep.slurm import TrainJob
+from crl.sweep.spec import MAX_ID_LEN, expand, load_spec, run_id
+from tiny_run import TINY_RUN
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# The shared tiny CPU run (tests/tiny_run.py): seconds once compiled (the compile cache serves later runs).
+TINY = {**TINY_RUN, "num_epochs": 3, "random_baseline": False, "checkpoint_every": 1}
+CRASH_BATCH = 4096  # passes field-level checks, but crl train rejects it (exit 2): more than 16 envs x 99 steps
+LOCAL_SLURM = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4}
+WAIT_S = 60  # for a fake child to start or a sweep to stop
+
+
+def write_spec(folder: Path, **spec) -> Path:
+    """A spec over the tiny base config (folder/tiny.yaml); keyword arguments are the spec's keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "base": "tiny.yaml", **spec}, sort_keys=False))
+    return path
+
+
+def expanded(tmp_path, num_seeds=1, extra=None, **spec):
+    return expand(load_spec(write_spec(tmp_path, **spec), num_seeds), extra)
+
+
+def fake_train(monkeypatch, code: str) -> None:
+    """Runs launch `python -c CODE RUN_DIR` instead of crl train (runner mechanics without training)."""
+    monkeypatch.setattr(runs, "train_command", lambda directory: [sys.executable, "-c", code, str(directory)])
+
+
+def status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "status.json").read_text())
+
+
+def metrics_stamp(run_dir: Path) -> tuple[int, int]:
+    stat = (run_dir / "metrics.jsonl").stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+# --- expansion -------------------------------------------------------------------------------------------------
+
+def test_grid_is_a_cartesian_product_first_axis_outermost(tmp_path):
+    points = expanded(tmp_path, grid={"critic_depth": [4, 8], "batch_size": [32, 64]})
+    assert [(r.config.critic_depth, r.config.batch_size) for r in points] == [(4, 32), (4, 64), (8, 32), (8, 64)]
+    assert points[1].id == "critic_depth-4__batch_size-64"
+    assert points[1].overrides == {"critic_depth": 4, "batch_size": 64}
+    assert points[1].config.actor_width == TINY["actor_width"]  # the base's other fields are kept
+
+
+def test_zip_advances_together_and_seeds_axis_is_last(tmp_path):
+    points = expanded(tmp_path, zip=[{"critic_depth": [4, 16], "actor_depth": [8, 32]}], seeds=2,
+                      overrides={"num_epochs": 2})
+    assert [(r.config.critic_depth, r.config.actor_depth, r.config.seed) for r in points] == [
+        (4, 8, 0), (4, 8, 1), (16, 32, 0), (16, 32, 1)]
+    assert points[3].id == "critic_depth-16__actor_depth-32__seed-1"
+    assert all(r.config.num_epochs == 2 for r in points)
+    assert [r.config.seed for r in expanded(tmp_path, seeds=[0, 5, 7])] == [0, 5, 7]
+
+
+def test_run_ids_are_stable_readable_and_unique(tmp_path):
+    before = [r.id for r in expanded(tmp_path, grid={"critic_depth": [4, 16], "actor_lr": [0.0003]}, seeds=2)]
+    again = [r.id for r in expanded(tmp_path, grid={"critic_depth": [4, 16], "actor_lr": [0.0003]}, seeds=2)]
+    more = [r.id for r in expanded(tmp_path, grid={"critic_depth": [4, 16, 64], "actor_lr": [0.0003]}, seeds=2)]
+    assert before == again and set(before) < set(more) and len(set(more)) == len(more) == 6
+    assert "critic_depth-16__actor_lr-0.0003__seed-1" in before
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+", rid) for rid in more)
+    long_a, long_b = run_id(["x" * 150, "a"]), run_id(["x" * 150, "b"])
+    assert len(long_a) == MAX_ID_LEN and long_a != long_b and long_a == run_id(["x" * 150, "a"])
+
+
+def test_config_axis_replaces_the_base_and_names_runs_by_file_stem(tmp_path):
+    (tmp_path / "wide.yaml").write_text("base: tiny.yaml\ncritic_width: 64\n")
+    points = expanded(tmp_path, grid={"config": ["tiny.yaml", "wide.yaml"]})
+    assert [r.id for r in points] == ["config-tiny", "config-wide"]
+    assert [r.config.critic_width for r in points] == [32, 64]
+    assert points[1].overrides == {"config": "wide"}
+
+
+def test_seed_packing(tmp_path):
+    points = expanded(tmp_path, num_seeds=2, seeds=4)
+    assert [(r.id, r.config.seed, r.config.num_seeds) for r in points] == [("seeds-0-1", 0, 2), ("seeds-2-3", 2, 2)]
+    with pytest.raises(ConfigError, match="does not divide"):
+        expanded(tmp_path, num_seeds=3, seeds=4)
+    with pytest.raises(ConfigError, match="not consecutive"):
+        expanded(tmp_path, num_seeds=2, seeds=[0, 2])
+    with pytest.raises(ConfigError, match="no `seeds:`"):
+        expanded(tmp_path, num_seeds=2, grid={"critic_depth": [4]})
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"grid": {"critic_dept": [4]}}, "unknown field 'critic_dept'. Did you mean 'critic_depth'"),
+    ({"zip": [{"actor_depht": [4]}]}, "Did you mean 'actor_depth'"),
+    ({"overrides": {"num_epoch": 2}}, "Did you mean 'num_epochs'"),
+    ({"zip": [{"critic_depth": [4, 8], "actor_depth": [4]}]}, "same length"),
+    ({"grid": {"seed": [0]}, "seeds": 2}, "'seed' is set by both grid.seed and seeds"),
+    ({"grid": {"critic_depth": [4]}, "overrides": {"critic_depth": 8}}, "set by both overrides and grid"),
+    ({"grid": {"critic_depth": []}}, "empty list"),
+    ({"grid": {"critic_depth": 4}}, "must be a list"),
+    ({"critic_depth": 4}, r"unknown key\(s\) \['critic_depth'\] \(TrainConfig fields go under"),
+    ({"grid": {"actor_lr": ["1e-4"]}}, "actor_lr = '1e-4' should be a float"),
+    ({"grid": {"critic_depth": [4, 6]}}, "run critic_depth-6: critic_depth = 6: depth counts"),
+    ({"slurm": {"gpus": 1}}, r"slurm: unknown key\(s\) \['gpus'\]"),
+    ({"overrides": {"config": "tiny.yaml"}}, "unknown field 'config'"),
+    ({"grid": {"critic_depth": [4, 4]}}, "get the same id 'critic_depth-4'"),
+])
+def test_bad_specs_are_refused_with_the_fix(tmp_path, spec, message):
+    with pytest.raises(ConfigError, match=message):
+        expanded(tmp_path, **spec)
+
+
+def test_cli_bad_spec_exits_2_and_set_overrides(tmp_path, capsys):
+    path = write_spec(tmp_path, grid={"critic_depth": [4, 8]})
+    assert main([str(path), "--set", "critic_dept=8", "--dry-run"]) == 2
+    assert "Did you mean 'critic_depth'" in capsys.readouterr().err
+    assert main([str(path), "--set", "critic_depth=8", "--dry-run"]) == 2
+    assert "is an axis" in capsys.readouterr().err
+    assert main([str(path), "--only", "nothing", "--dry-run"]) == 2
+    assert main([str(path), "--set", "total_env_steps=30000", "--only", "depth-8", "--dry-run",
+                 "--out", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 runs" in out and "critic_depth-8" in out and "critic_depth-4:" not in out
+    assert [r.config.total_env_steps for r in expanded(tmp_path, extra={"total_env_steps": 30000},
+                                                       grid={"critic_depth": [4]})] == [30000]
+    assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
+
+
+def test_every_preset_expands_and_validates():
+    from crl import envs
+
+    known = envs.list_envs()
+    sizes = {}
+    for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
+        assert path.read_text().startswith("# "), f"{path}: first line says which paper experiment it is"
+        spec = load_spec(path)
+        points = expand(spec)
+        sizes[path.stem] = len(points)
+        for run in points:
+            validate(run.config, known_envs=known, episode_length=envs.spec(run.config.env).episode_length)
+    assert sizes["point_depth_cpu"] == 9 and sizes["table1"] == 10 * 5 * 5 and sizes["humanoid_1024"] == 3
+    assert {"width_vs_depth", "actor_vs_critic_depth", "batch_x_depth"} <= set(sizes)
+    assert len(expand(load_spec(CONFIGS / "sweeps" / "table1.yaml", num_seeds=5))) == 10 * 5
+
+
+# --- runners without training (fake `crl train` children) -------------------------------------------------------
+
+def test_local_runner_gives_devices_round_robin_and_skips_done(tmp_path, monkeypatch, capsys):
+    fake_train(monkeypatch, "import os; print('device', os.environ['CUDA_VISIBLE_DEVICES'])")
+    path = write_spec(tmp_path, seeds=4)
+    out = tmp_path / "sweep"
+    assert main([str(path), "--out", str(out), "--devices", "3,5"]) == 0  # --jobs defaults to one per device
+    devices = {(run / "train.log").read_text().split("device ")[-1].strip() for run in (out / "runs").iterdir()}
+    assert devices == {"3", "5"}
+    recorded = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert [r["id"] for r in recorded["runs"]] == [f"seed-{s}" for s in range(4)] and recorded["axes"] == ["seed"]
+    capsys.readouterr()
+    assert main([str(path), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count("skip seed-") == 4
+    assert status(out / "runs" / "seed-0")["attempts"] == 1
+
+
+CHILD_UNTIL_SIGTERM = """
+import pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *args: sys.exit(75))  # as crl train: save a checkpoint, exit 75
+pathlib.Path(sys.argv[1], "started").touch()
+time.sleep(120)
+"""
+SWEEP_WITH_FAKE_CHILD = """
+import sys
+from crl.sweep import main, runs
+runs.train_command = lambda directory: [sys.executable, "-c", {child!r}, str(directory)]
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_stops_the_children_with_sigterm_and_marks_them_not_done(tmp_path):
+    path = write_spec(tmp_path, seeds=3)
+    out = tmp_path / "sweep"
+    sweep = subprocess.Popen([sys.executable, "-c", SWEEP_WITH_FAKE_CHILD.format(child=CHILD_UNTIL_SIGTERM),
+                              str(path), "--out", str(out), "--jobs", "2"], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + WAIT_S
+    while len(list(out.glob("runs/*/started"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sweep.send_signal(signal.SIGINT)
+    output, _ = sweep.communicate(timeout=WAIT_S)
+    assert sweep.returncode == 130, output
+    stopped = [status(out / "runs" / f"seed-{s}") for s in (0, 1)]
+    assert [(s["state"], s["exit_code"]) for s in stopped] == [("failed", 75), ("failed", 75)]
+    assert not (out / "runs" / "seed-2" / "status.json").exists()  # never started
+    assert "stopping" in output and "0 done, 2 failed, 1 not started" in output
+
+
+def test_slurm_job_checkpoint_stops_the_run_and_requeues_itself(tmp_path):
+    job = TrainJob(str(tmp_path), stop_grace_s=WAIT_S)
+    job._proc = subprocess.Popen([sys.executable, "-c", CHILD_UNTIL_SIGTERM, str(tmp_path)])
+    while not (tmp_path / "started").exists():
+        time.sleep(0.1)
+    requeued = job.checkpoint()
+    assert job._proc.returncode == 75
+    assert isinstance(requeued.function, TrainJob) and requeued.function.run_dir == str(tmp_path)
+    assert pickle.loads(pickle.dumps(requeued.function))._proc is None
+
+
+def test_slurm_resources_come_from_the_spec_and_the_command_line(tmp_path, monkeypatch):
+    from submitit.slurm import slurm
+
+    from crl.sweep.cli import _parser, _resources
+    from crl.sweep.slurm import make_executor
+
+    monkeypatch.setattr(slurm.SlurmExecutor, "affinity", classmethod(lambda cls: 1))  # pretend SLURM is here
+    spec = load_spec(write_spec(tmp_path, slurm={"partition": "gpu", "time_min": 720, "mem_gb": 32}))
+    args = _parser().parse_args(["spec.yaml", "--partition", "long", "--array-parallelism", "8"])
+    script = make_executor(tmp_path, _resources(spec, args), "slurm", "crl-tiny")._executor \
+        ._make_submission_file_text("CMD", "uid")
+    for line in ("--partition=long", "--time=720", "--mem=32GB", "--gpus-per-node=1", "--signal=USR2@300"):
+        assert f"#SBATCH {line}" in script
+
+
+# --- real training ---------------------------------------------------------------------------------------------
+
+def test_local_sweep_isolates_a_crash_and_relaunch_skips_finished_runs(tmp_path, capsys):
+    path = write_spec(tmp_path, zip=[{"seed": [0, 1, 0], "batch_size": [64, 64, CRASH_BATCH]}])
+    out = tmp_path / "sweep"
+    assert main([str(path), "--out", str(out), "--jobs", "2"]) == 1
+    good = [out / "runs" / f"seed-{s}__batch_size-64" for s in (0, 1)]
+    bad = out / "runs" / f"seed-0__batch_size-{CRASH_BATCH}"
+    for run_dir in good:
+        assert status(run_dir)["state"] == "done", (run_dir / "train.log").read_text()
+        assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == TINY["num_epochs"] + 1
+        assert yaml.safe_load((run_dir / "input.yaml").read_text())["batch_size"] == 64
+        assert "crl.cli train --config" in (run_dir / "command.txt").read_text()
+    assert (status(bad)["state"], status(bad)["exit_code"], status(bad)["log"]) == ("failed", 2, "train.log")
+    assert "batch_size = 4096" in (bad / "train.log").read_text()
+    assert f"FAILED seed-0__batch_size-{CRASH_BATCH}: exit 2" in capsys.readouterr().out
+
+    stamps = [metrics_stamp(run_dir) for run_dir in good]
+    assert main([str(path), "--out", str(out), "--jobs", "2"]) == 1
+    output = capsys.readouterr().out
+    assert all(f"skip seed-{s}__batch_size-64: done before" in output for s in (0, 1))
+    assert [metrics_stamp(run_dir) for run_dir in good] == stamps  # not re-run
+    assert [status(run_dir)["attempts"] for run_dir in good] == [1, 1]
+    assert status(bad)["attempts"] == 2 and "attempt 2" in (bad / "train.log").read_text()
+
+
+def test_submitit_local_executor_runs_to_done(tmp_path, capsys):
+    path = write_spec(tmp_path, seeds=1, slurm=LOCAL_SLURM)
+    out = tmp_path / "sweep"
+    assert main([str(path), "--out", str(out), "--runner", "slurm", "--slurm-cluster", "local", "--wait"]) == 0
+    run_dir = out / "runs" / "seed-0"
+    assert status(run_dir)["state"] == "done", (run_dir / "train.log").read_text()
+    assert (run_dir / "metrics.jsonl").exists()
+    assert yaml.safe_load((out / "sweep.yaml").read_text())["jobs"]["seed-0"] == status(run_dir)["job_id"]
+    assert main([str(path), "--out", str(out), "--runner", "slurm", "--slurm-cluster", "local"]) == 0
+    assert "nothing to submit" in capsys.readouterr().out
