@@ -180,8 +180,11 @@ signal.signal(signal.SIGTERM, lambda *args: sys.exit(75))  # as crl train: save 
 pathlib.Path(sys.argv[1], "started").touch()
 time.sleep(120)
 """
+# Ctrl-C as in a terminal: a shell running the tests in the background (`make test &`) starts them with
+# SIGINT ignored, and Python then leaves it ignored.
 SWEEP_WITH_FAKE_CHILD = """
-import sys
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from crl.sweep import main, runs
 runs.train_command = lambda directory: [sys.executable, "-c", {child!r}, str(directory)]
 sys.exit(main(sys.argv[1:]))
