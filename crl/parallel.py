@@ -70,5 +70,5 @@ def state_shardings(abstract_state: Any, mesh: Mesh, num_envs: int, seed_axis: b
 
 def batch_constraint(mesh: Mesh):
     """x -> x constrained to be split over the batch axis of (sgd_steps, batch, ...) arrays."""
-    sharding = NamedSharding(mesh, P(None, DATA_AXIS))
+    sharding = NamedSharding(mesh, _spec(BATCH_AXIS, seed_axis=False))  # vmap adds the seed axis itself
     return lambda tree: jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)

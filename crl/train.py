@@ -274,30 +274,26 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
         raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
                           "Keep these fields as they were, or start a new run directory")
     resumed = ckpt.restore_latest(state, log=say) if ckpt and ckpt.steps() else None
-    params_info = {"critic_params": param_count(trainer_params(trainer, "critic")),
-                   "actor_params": param_count(trainer_params(trainer, "actor"))}
+    shapes = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))  # one seed's params, never allocated
+    params_info = {"critic_params": param_count(shapes["critic"]), "actor_params": param_count(shapes["actor"])}
     logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info},
                        resume_epoch=resumed.epoch if resumed else None, seeds=run_seeds(cfg), writer=writer)
     try:
         with StopOnSignals() as stop:
-            return _run(cfg, trainer, programs.compile(state), state, resumed, logger, ckpt, stop, say)
+            return _run(cfg, trainer, programs.compile(state), state, resumed, logger, ckpt, stop, say, params_info)
     finally:
         logger.close()
         if ckpt:
             ckpt.close()
 
 
-def trainer_params(trainer: Trainer, network: str) -> Any:
-    """Shapes of one seed's actor or critic params (for parameter counts)."""
-    return jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))[network]
-
-
 def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: TrainingState, resumed: Restored | None,
-         logger: RunLogger, ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable) -> TrainResult:
+         logger: RunLogger, ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable,
+         params_info: dict[str, int]) -> TrainResult:
     plan, seeds = trainer.plan, run_seeds(cfg)
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
-        f"({param_count(trainer_params(trainer, 'critic')):,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
-        f"({param_count(trainer_params(trainer, 'actor')):,}), run dir {logger.run_dir}")
+        f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
+        f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
     say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
         f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
         f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
