@@ -6,7 +6,8 @@ CPU_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"  # MJX on jointed chains is
 # XLA aborts the process on a flag it does not know; jaxlib 0.11 (seen: 0.11.2) no longer has this one.
 LAST_JAXLIB_WITH_FLAG = (0, 10)
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "crl", "jax")
-MIN_CACHED_COMPILE_SECONDS = 0.5  # cache only compiles worth the disk round-trip
+MIN_CACHED_COMPILE_SECONDS = 0.5
+HEADLESS_GL = "egl"  # Mesa's EGL renders on a CPU machine (llvmpipe), NVIDIA's on a GPU one  # cache only compiles worth the disk round-trip
 
 
 def _jaxlib_version() -> tuple[int, int] | None:
@@ -29,6 +30,13 @@ def append_xla_flags() -> None:
         return
     if "xla_cpu_use_fusion_emitters" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
+
+
+def default_gl_backend() -> None:
+    """Headless OpenGL for MuJoCo's renderer: EGL unless the user chose MUJOCO_GL (read when mujoco is imported)."""
+    if os.environ.get("MUJOCO_GL") is None and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = HEADLESS_GL
+        os.environ.setdefault("PYOPENGL_PLATFORM", HEADLESS_GL)
 
 
 def enable_compilation_cache(cache_dir: str | None = None) -> str:

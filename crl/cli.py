@@ -1,4 +1,4 @@
-"""Command line: `crl train`, `crl eval`, `crl envs`, `crl bench`, `crl sweep`, `crl report`."""
+"""Command line: `crl train|eval|envs|bench|sweep|report|viz|render|plot`."""
 from __future__ import annotations
 
 import argparse
@@ -134,7 +134,26 @@ def _report(argv: list[str]) -> int:
     return main(argv)
 
 
-COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench, "sweep": _sweep, "report": _report}
+def _viz(argv: list[str]) -> int:
+    from crl.viz.cli import viz_main
+
+    return viz_main(argv)
+
+
+def _render(argv: list[str]) -> int:
+    from crl.viz.cli import render_main
+
+    return render_main(argv)
+
+
+def _plot(argv: list[str]) -> int:
+    from crl.viz.cli import plot_main  # reads metrics.jsonl files; no jax
+
+    return plot_main(argv)
+
+
+COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench, "sweep": _sweep, "report": _report,
+            "viz": _viz, "render": _render, "plot": _plot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ LOG2_FIELDS = ("depth", "width")  # fields drawn on a log2 axis when every value
 MAX_TICKS = 12  # label every x value up to this many
 
 
-def _figure(panels: int) -> tuple[Figure, list]:
+def panel_figure(panels: int) -> tuple[Figure, list]:
     columns = min(MAX_COLUMNS, panels)
     rows = math.ceil(panels / columns)
     fig = Figure(figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows), dpi=DPI, layout="constrained")
@@ -72,7 +72,7 @@ def curves(cells: list[Cell], x: str | None, others: list[str], metric_label: st
     grouped = _grouped(cells, group_fields)
     xs = _x_values(cells, x)
     colors = colormaps[COLORMAP](np.linspace(0, COLORMAP_TOP, len(xs)))
-    fig, axes = _figure(len(grouped))
+    fig, axes = panel_figure(len(grouped))
     for ax, (group, members) in zip(axes, grouped):
         for c in members:
             steps, mean, sem = mean_curve(c.curves)
@@ -101,7 +101,7 @@ def final_vs_x(cells: list[Cell], x: str | None, others: list[str], metric_label
     xs = _x_values(cells, x)
     numeric = x is not None and all(sort_key(v)[0] == 0 for v in xs)
     position = (lambda v: v) if numeric else xs.index
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = panel_figure(1)
     for group, members in _grouped(cells, group_fields):
         points = [position(c.values[x] if x else None) for c in members]
         errors = [0.0 if math.isnan(c.sem) else c.sem for c in members]

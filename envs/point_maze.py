@@ -25,6 +25,7 @@ from brax.envs.base import Env, State
 from .families import maze_task, register_maze_family
 from .maze import LAYOUTS, MazeLayout, get_layout
 from .spec import EnvSpec, goal_metrics
+from .walls import add_maze_walls
 
 CELL_SIZE = 1.0
 MAX_STEP = 0.2  # max displacement per axis per step, in world units (0.2 cells)
@@ -36,6 +37,19 @@ EPISODE_LENGTH = 100  # minimum episode length
 PATH_TIME_FACTOR = 3.0  # episode >= 3 x (farthest goal's shortest path / MAX_STEP)
 EPISODE_LENGTH_ROUNDING = 50
 BACKEND = "jax"
+RENDER_POINT_RADIUS = 0.15  # the point's sphere in renders, in cells (it has no size in the dynamics)
+# The render model: a floor and the point on two slide joints (x, y); qpos = the point's xy.
+RENDER_XML = """<mujoco model="point_maze">
+  <worldbody>
+    <light pos="{cx} {cy} 10" dir="0 0 -1" directional="true"/>
+    <geom name="floor" type="plane" pos="{cx} {cy} 0" size="{hx} {hy} 0.1" rgba="0.85 0.85 0.85 1"/>
+    <body name="point" pos="0 0 {r}">
+      <joint name="x" type="slide" axis="1 0 0"/>
+      <joint name="y" type="slide" axis="0 1 0"/>
+      <geom name="point" type="sphere" size="{r}" rgba="0.2 0.4 1.0 1"/>
+    </body>
+  </worldbody>
+</mujoco>"""
 
 # Layouts registered as `point_<layout>` (reference.md 6.1); hardest_maze is its own eval layout.
 POINT_MAZE_LAYOUTS = tuple(LAYOUTS)  # every layout of reference 6.1 (maze.py); hardest_maze is its own eval layout
@@ -154,6 +168,19 @@ class PointMaze(Env):
 
     def _metrics(self, pos: jax.Array, goal: jax.Array):
         return goal_metrics(self.spec, pos, goal)
+
+    # --- rendering (no physics here, so a MuJoCo model is built only to draw) -------------------
+    def render_xml(self) -> str:
+        """MJCF of the maze's walls, a floor and the point on x/y slide joints (for `crl render`)."""
+        low, high = self.layout.world_bounds(self.cell_size)
+        centre, half = (low + high) / 2, (high - low) / 2
+        xml = RENDER_XML.format(cx=centre[0], cy=centre[1], hx=half[0], hy=half[1],
+                                r=RENDER_POINT_RADIUS * self.cell_size)
+        return add_maze_walls(xml, self.layout, self.cell_size)
+
+    def render_qpos(self, pipeline_state: jax.Array) -> jax.Array:
+        """qpos of render_xml's model for a pipeline state (the xy position)."""
+        return pipeline_state
 
 
 def register_all(register) -> None:

@@ -1,0 +1,79 @@
+"""`crl plot`: learning curves of one or several runs (headline metric and losses against env steps)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from crl.report import RANDOM_BASELINE, Run, load_run, mean_curve, metric_label
+from crl.report_plots import panel_figure
+from crl.viz.run_view import VizError
+
+DEFAULT_METRICS = ("eval/episode_success", "training/critic_loss", "training/actor_loss", "training/alpha")
+X_KEY = "env_steps"
+
+
+def run_label(run: Run) -> str:
+    cfg = run.config or {}
+    depth = f"critic depth {cfg.get('critic_depth')}, actor depth {cfg.get('actor_depth')}" if cfg else ""
+    return f"{run.path.name} ({cfg.get('env', '?')}, {depth})" if depth else run.path.name
+
+
+def load_runs(run_dirs: list[str]) -> list[Run]:
+    runs = []
+    for path in map(Path, run_dirs):
+        if not path.is_dir():
+            raise VizError(f"{path}: no such run directory")
+        run = load_run(path, path.parent)
+        if not run.seeds:
+            raise VizError(f"{path}: no metrics.jsonl with records there; is it a crl run directory "
+                           f"(problems: {'; '.join(run.problems)})?")
+        runs.append(run)
+    return runs
+
+
+def curve(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(env steps, mean over seeds, s.e.) of a metric; None when no seed logged it."""
+    per_seed = []
+    for seed in run.seeds:
+        points = [(r[X_KEY], r[metric]) for r in seed.records if metric in r and X_KEY in r]
+        if points:
+            per_seed.append(tuple(np.asarray(v, np.float64) for v in zip(*points)))
+    return mean_curve(per_seed) if per_seed else None
+
+
+def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS):
+    """One panel per metric, one line per run (mean over its seeds, shaded ± s.e.)."""
+    available = [m for m in metrics if any(curve(r, m) is not None for r in runs)]
+    if not available:
+        raise VizError(f"none of {list(metrics)} is logged by {[r.path.name for r in runs]}; pick --metrics "
+                       "from their metrics.jsonl keys")
+    fig, axes = panel_figure(len(available))
+    for ax, metric in zip(axes, available):
+        for run in runs:
+            values = curve(run, metric)
+            if values is None:
+                continue
+            x, mean, sem = values
+            line, = ax.plot(x, mean, marker="o", ms=3, label=run_label(run))
+            ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
+            baseline = _random_baseline(run, metric)
+            if baseline is not None:
+                ax.axhline(baseline, color=line.get_color(), ls=":", lw=1, label=f"random policy ({run.path.name})")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric_label(metric))
+        ax.set_title(metric, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    seeds = ", ".join(f"{r.path.name}: {len(r.seeds)} seed(s)" for r in runs)
+    fig.suptitle(f"Learning curves ({seeds})", fontsize=9)
+    return fig
+
+
+def _random_baseline(run: Run, metric: str) -> float | None:
+    prefix, random_prefix = RANDOM_BASELINE
+    if not metric.startswith(prefix):
+        return None
+    key = random_prefix + metric[len(prefix):]
+    values = [r[key] for s in run.seeds for r in s.records if key in r]
+    return float(np.mean(values)) if values else None
