@@ -239,3 +239,30 @@ def test_bad_input_exits_2_naming_the_problem(learned, tmp_path, capsys):
     assert capsys.readouterr().err
     assert main(["plot", str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ant_maze_rollouts_q_map_and_render(tmp_path):
+    """The physics mazes go through the same commands (~2.5 min on 2 CPU cores: the ant compiles slowly)."""
+    from crl.envs.maze import get_layout
+    from crl.train import train
+
+    run_dir = tmp_path / "ant"
+    train(tiny_config(env="ant_u_maze", eval_env="ant_u_maze", num_envs=4, unroll_length=50, min_replay_size=1000,
+                      max_replay_size=1000, total_env_steps=4400, num_epochs=1, batch_size=32,
+                      sgd_steps_per_train_step=2, num_eval_envs=2, random_baseline=False, run_dir=str(run_dir)),
+          print_fn=None)
+    _, npz = _cli("viz", "rollouts", str(run_dir), "--episodes", "2", "--out", str(tmp_path))
+    xy = np.load(npz)["xy"]
+    np.testing.assert_allclose(xy[0], [[4.0, 4.0]] * 2, atol=0.11)  # the torso starts at the R cell (1, 1) x 4 m
+    _, npz = _cli("viz", "q", str(run_dir), "--points-per-cell", "2", "--out", str(tmp_path))
+    q = np.load(npz)["q"][0]
+    wall_cells = int(get_layout("u_maze").walls.sum())
+    assert q.shape == (10, 10) and np.isfinite(q[~np.isnan(q)]).all() and np.isnan(q).sum() == 4 * wall_cells
+    html, mp4 = _cli("render", str(run_dir), "--every", "100", *RENDER_SIZE, "--out", str(tmp_path))
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(mp4)
+    width, height = next(reader)["size"]
+    frames = np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
+    assert len(frames) == len(np.load(mp4.replace(".mp4", ".npz"))["qpos"]) and frames.std() > BLANK_STD
