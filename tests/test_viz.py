@@ -141,10 +141,17 @@ def test_q_map_of_a_trained_agent_follows_the_path_distance(learned):
             goal = goal_from_cell(maze, cell)
             qm = q_map(view, goal)
             distance = path_distance(maze, goal, qm.points)
-            rhos.append(spearmanr(qm.q[qm.free], -distance[qm.free]).statistic)
+            rho = spearmanr(qm.q[qm.free], -distance[qm.free]).statistic
+            assert qm.path_correlation == pytest.approx(rho)  # what the figure's title reports
+            rhos.append(rho)
         return np.array(rhos)
 
     view = load_run_view(learned)
+    # path distance in cells from goal (3, 1) along the U, by hand: (3,1) (3,2) (3,3) (2,3) (1,3) (1,2) (1,1)
+    by_hand = {(3, 1): 0, (3, 2): 1, (3, 3): 2, (2, 3): 3, (1, 3): 4, (1, 2): 5, (1, 1): 6}
+    centres = np.array([[i, j] for i, j in by_hand], np.float32)
+    np.testing.assert_array_equal(path_distance(view.maze("test"), np.array([3.0, 1.0]), centres),
+                                  list(by_hand.values()))
     init = view.trainer.networks.init(jax.random.PRNGKey(view.cfg.seed))
     trained = correlations(view)
     untrained = correlations(dataclasses.replace(view, actor_params=init["actor"], critic_params=init["critic"]))
@@ -218,6 +225,9 @@ def test_render_writes_html_and_a_non_blank_mp4(learned, tmp_path):
     assert frames.std(axis=(1, 2, 3)).min() > BLANK_STD
     qpos = np.load(mp4.replace(".mp4", ".npz"))["qpos"]
     assert np.linalg.norm(qpos[-1] - qpos[0]) > 0.3  # the point moved, so the first and last frames differ
+    # the rendered episode is path 0 of `crl viz rollouts` (same episodes, same key); the point's qpos is its xy
+    _, rollouts = _cli("viz", "rollouts", str(learned), "--out", str(tmp_path))
+    np.testing.assert_allclose(qpos, np.load(rollouts)["xy"][::RENDER_EVERY, 0], atol=1e-6)
     assert np.abs(frames[0].astype(int) - frames[-1]).max() > 50
     # the HTML embeds brax's scene: one state per frame and the goal sphere among the world geoms
     text = open(html).read()

@@ -63,7 +63,8 @@ def _q(args) -> list[Path]:
     meta = dict(run_dirs=np.asarray([str(v.run_dir) for v in views]), epochs=np.asarray([v.epoch for v in views]),
                 critic_depths=np.asarray([v.cfg.critic_depth for v in views]))
     np.savez_compressed(stem.with_suffix(".npz"), q=np.stack([m.q for m in maps]), points=maps[0].points,
-                        free=maps[0].free, goal=maps[0].goal, best_of=args.best_of, **meta)
+                        free=maps[0].free, goal=maps[0].goal, best_of=args.best_of,
+                        path_correlation=np.asarray([m.path_correlation for m in maps]), **meta)
     return [_save(figures.q_maps(views, maps, shared_scale=not args.per_run_scale), stem), stem.with_suffix(".npz")]
 
 
@@ -128,7 +129,11 @@ def _render(args) -> list[Path]:
     from crl.viz.render import render_episode
     from crl.viz.run_view import load_run_view
 
-    view = load_run_view(args.run_dir, args.checkpoint, args.seed, num_eval_envs=args.episode + 1)
+    from crl.viz.run_view import VizError
+
+    if not 0 <= args.episode < args.episodes:
+        raise VizError(f"--episode {args.episode} is not one of the {args.episodes} episodes run; pick 0..{args.episodes - 1}")
+    view = load_run_view(args.run_dir, args.checkpoint, args.seed, num_eval_envs=args.episodes)
     episodes = collect_episodes(view, keep_pipeline=True)
     written = render_episode(view, episodes, _out_dir(args, args.run_dir), args.episode, args.every, args.fps,
                              (args.height, args.width), html=not args.no_html, mp4=not args.no_mp4)
@@ -141,7 +146,10 @@ def render_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crl render", description="One eval episode as brax's HTML viewer and an "
                                      "MP4 (MuJoCo offscreen renderer; headless through EGL, see docs/visualisation.md).")
     _common(parser)
-    parser.add_argument("--episode", type=int, default=0, help="which eval episode (of the run's eval key)")
+    parser.add_argument("--episode", type=int, default=0,
+                        help="which eval episode: path k of `crl viz rollouts` with the same --episodes")
+    parser.add_argument("--episodes", type=int, default=DEFAULT_ROLLOUT_EPISODES,
+                        help="episodes run side by side (as `crl viz rollouts`); only --episode is drawn")
     parser.add_argument("--every", type=int, default=1, help="draw every N-th step")
     parser.add_argument("--fps", type=int, default=DEFAULT_FPS)
     parser.add_argument("--height", type=int, default=DEFAULT_SIZE[0])

@@ -38,7 +38,8 @@ def q_maps(views: list[RunView], maps: list[QMap], shared_scale: bool = True):
         maze_draw.draw_starts(ax, maze)
         maze_draw.draw_goal(ax, qm.goal)
         maze_draw.label_axes(ax, view.length_unit)
-        ax.set_title(view.title(f"Q map, goal at ({qm.goal[0]:g}, {qm.goal[1]:g}), a = {action}"), fontsize=9)
+        ax.set_title(view.title(f"Q map, goal at ({qm.goal[0]:g}, {qm.goal[1]:g}), a = {action}\n"
+                                f"rank correlation with -path distance {qm.path_correlation:.2f}"), fontsize=9)
         if not shared_scale or ax is axes[-1]:
             fig.colorbar(image, ax=axes if shared_scale else ax, label=energy_label(view.cfg.energy), shrink=0.85)
     axes[0].legend(loc="lower left", fontsize=8, framealpha=0.8)

@@ -33,10 +33,12 @@ class QMap:
     states: np.ndarray  # (rows * cols, state_dim) the states evaluated
     actions: np.ndarray  # (rows * cols, action_size) the actions evaluated (the best sample for best-of-K)
     best_of: int  # 0: deterministic policy; K: best of K sampled actions
+    path_correlation: float  # Spearman rank correlation of Q with -(shortest path distance to the goal), free points
+
 
     def save(self, path: Path, **meta) -> None:
         np.savez_compressed(path, q=self.q, points=self.points, free=self.free, goal=self.goal, states=self.states,
-                            actions=self.actions, best_of=self.best_of, **meta)
+                            actions=self.actions, best_of=self.best_of, path_correlation=self.path_correlation, **meta)
 
 
 def grid_points(maze: Maze, per_cell: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +130,16 @@ def q_map(view: RunView, goal_xy: np.ndarray, per_cell: int = DEFAULT_POINTS_PER
     key = jax.random.PRNGKey(REFERENCE_POSE_SEED) if key is None else key
     q, actions = jax.device_get(q_fn(view.actor_params, view.critic_params, states, goal, key))
     q = np.where(free, np.asarray(q, np.float64).reshape(free.shape), np.nan)
-    return QMap(q=q, points=points, free=free, goal=goal, states=states, actions=np.asarray(actions), best_of=best_of)
+    return QMap(q=q, points=points, free=free, goal=goal, states=states, actions=np.asarray(actions), best_of=best_of,
+                path_correlation=path_correlation(q, free, path_distance(maze, goal_xy, points)))
+
+
+def path_correlation(q: np.ndarray, free: np.ndarray, distance: np.ndarray) -> float:
+    """Spearman rho of Q with -path distance over reachable free points: 1 when Q ranks positions as the maze does."""
+    from scipy.stats import spearmanr
+
+    ok = free & (distance >= 0)
+    return float(spearmanr(q[ok], -distance[ok]).statistic)
 
 
 def energy_label(energy: str) -> str:
