@@ -21,7 +21,8 @@ from crl.viz.run_view import RunView, VizError
 DEFAULT_SIZE = (480, 640)  # (height, width) of the MP4
 DEFAULT_FPS = 30
 CAMERA_ELEVATION = -60.0  # degrees: looking down on a maze at an angle
-MAZE_CAMERA_ZOOM = 0.7  # MuJoCo's default free camera stands 1.5 model extents away; a maze fills more of the frame
+MAZE_CAMERA_ZOOM = 0.8  # MuJoCo's default free camera stands 1.5 model extents away; a maze fills more of the frame
+MAZE_CAMERA_AZIMUTH = 180.0  # looking along -x: world x runs down the frame and y across, as in the viz figures
 GOAL_RGBA = (1.0, 0.1, 0.1, 0.5)
 HTML_HEIGHT = 480
 FLAT_GOAL_DIM = 2  # an xy goal is drawn at the success radius above the floor
@@ -97,6 +98,7 @@ def render_frames(scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray, radius: 
     camera.elevation = CAMERA_ELEVATION
     if scene.maze:
         camera.distance *= MAZE_CAMERA_ZOOM
+        camera.azimuth = MAZE_CAMERA_AZIMUTH
     else:  # follow the robot's root body
         camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
         camera.trackbodyid = 1
