@@ -1,6 +1,9 @@
 """Q(s, a, g) over a grid of agent positions for one fixed goal (the paper's Fig. 9).
 
-Every grid point is the reference pose (the eval env's first reset state) with its xy replaced;
+Every grid point is the reference pose (the eval env's first reset state) with its xy replaced (and,
+for the paper-layout humanoid, the target joints that hold the goal inside the state; any other
+state term that depends on the target keeps the reference pose's value, so `humanoid_clean_*` runs
+give exact maps);
 the action is the deterministic policy's tanh(mu) at that state and goal, or the best of K actions
 sampled from the policy. Q is the critic's energy f(phi(s, a), psi(g)) as trained
 (-||phi - psi||_2 for the paper's 'norm').
@@ -126,6 +129,10 @@ def q_map(view: RunView, goal_xy: np.ndarray, per_cell: int = DEFAULT_POINTS_PER
     states[:, list(maze.xy_indices)] = points.reshape(-1, 2)
     goal = goal0.copy()
     goal[:2] = goal_xy
+    # the paper's humanoid keeps the commanded goal in its state (a target body on slide joints): move it too
+    target = list(getattr(view.env, "target_q_indices", ()))
+    if target:
+        states[:, target] = goal_xy
     q_fn = jax.jit(make_q_fn(view.trainer.networks, view.cfg.energy, best_of))
     key = jax.random.PRNGKey(REFERENCE_POSE_SEED) if key is None else key
     q, actions = jax.device_get(q_fn(view.actor_params, view.critic_params, states, goal, key))
