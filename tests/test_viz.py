@@ -252,19 +252,20 @@ def test_bad_input_exits_2_naming_the_problem(learned, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_ant_maze_rollouts_q_map_and_render(tmp_path):
-    """The physics mazes go through the same commands (~2.5 min on 2 CPU cores: the ant compiles slowly)."""
+@pytest.mark.parametrize("env, cell_size, start_noise", [("ant_u_maze", 4.0, 0.11), ("humanoid_u_maze", 2.0, 1e-3)])
+def test_physics_maze_rollouts_q_map_and_render(env, cell_size, start_noise, tmp_path):
+    """The physics mazes go through the same commands (1-3 min each on 2 CPU cores: they compile slowly)."""
     from crl.envs.maze import get_layout
     from crl.train import train
 
-    run_dir = tmp_path / "ant"
-    train(tiny_config(env="ant_u_maze", eval_env="ant_u_maze", num_envs=4, unroll_length=50, min_replay_size=1000,
+    run_dir = tmp_path / env
+    train(tiny_config(env=env, eval_env=env, num_envs=4, unroll_length=50, min_replay_size=1000,
                       max_replay_size=1000, total_env_steps=4400, num_epochs=1, batch_size=32,
                       sgd_steps_per_train_step=2, num_eval_envs=2, random_baseline=False, run_dir=str(run_dir)),
           print_fn=None)
     _, npz = _cli("viz", "rollouts", str(run_dir), "--episodes", "2", "--out", str(tmp_path))
     xy = np.load(npz)["xy"]
-    np.testing.assert_allclose(xy[0], [[4.0, 4.0]] * 2, atol=0.11)  # the torso starts at the R cell (1, 1) x 4 m
+    np.testing.assert_allclose(xy[0], [[cell_size, cell_size]] * 2, atol=start_noise)  # the torso starts at R (1, 1)
     _, npz = _cli("viz", "q", str(run_dir), "--points-per-cell", "2", "--out", str(tmp_path))
     q = np.load(npz)["q"][0]
     wall_cells = int(get_layout("u_maze").walls.sum())
