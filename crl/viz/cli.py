@@ -127,9 +127,7 @@ def viz_parser() -> argparse.ArgumentParser:
 def _render(args) -> list[Path]:
     from crl.viz.episodes import collect_episodes
     from crl.viz.render import render_episode
-    from crl.viz.run_view import load_run_view
-
-    from crl.viz.run_view import VizError
+    from crl.viz.run_view import VizError, load_run_view
 
     if not 0 <= args.episode < args.episodes:
         raise VizError(f"--episode {args.episode} is not one of the {args.episodes} episodes run; pick 0..{args.episodes - 1}")
@@ -163,10 +161,8 @@ def render_parser() -> argparse.ArgumentParser:
 def _plot(args) -> list[Path]:
     from crl.viz.curves import learning_curves, load_runs
 
-    out = Path(args.out) if args.out else Path(args.run_dirs[0]) / VIZ_DIR
-    out.mkdir(parents=True, exist_ok=True)
     fig = learning_curves(load_runs(args.run_dirs), tuple(args.metrics))
-    return [_save(fig, out / "curves")]
+    return [_save(fig, _out_dir(args, args.run_dirs[0]) / "curves")]
 
 
 def plot_parser() -> argparse.ArgumentParser:

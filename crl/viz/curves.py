@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crl.report import RANDOM_BASELINE, Run, load_run, mean_curve, metric_label
+from crl.report import Run, load_run, mean_curve, metric_label, random_baseline_key
 from crl.report_plots import panel_figure
 from crl.viz.run_view import VizError
 
@@ -71,9 +71,8 @@ def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS)
 
 
 def _random_baseline(run: Run, metric: str) -> float | None:
-    prefix, random_prefix = RANDOM_BASELINE
-    if not metric.startswith(prefix):
+    key = random_baseline_key(metric)
+    if key is None:
         return None
-    key = random_prefix + metric[len(prefix):]
     values = [r[key] for s in run.seeds for r in s.records if key in r]
     return float(np.mean(values)) if values else None

@@ -11,7 +11,6 @@ sampled from the policy. Q is the critic's energy f(phi(s, a), psi(g)) as traine
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -37,11 +36,6 @@ class QMap:
     actions: np.ndarray  # (rows * cols, action_size) the actions evaluated (the best sample for best-of-K)
     best_of: int  # 0: deterministic policy; K: best of K sampled actions
     path_correlation: float  # Spearman rank correlation of Q with -(shortest path distance to the goal), free points
-
-
-    def save(self, path: Path, **meta) -> None:
-        np.savez_compressed(path, q=self.q, points=self.points, free=self.free, goal=self.goal, states=self.states,
-                            actions=self.actions, best_of=self.best_of, path_correlation=self.path_correlation, **meta)
 
 
 def grid_points(maze: Maze, per_cell: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,8 +65,7 @@ def goal_from_cell(maze: Maze, cell: tuple[int, int]) -> np.ndarray:
 
 
 def check_goal_xy(maze: Maze, xy: np.ndarray) -> np.ndarray:
-    cell = tuple(int(v) for v in np.floor(np.asarray(xy) / maze.cell_size + 0.5))
-    goal_from_cell(maze, cell)  # raises for a goal outside the maze or in a wall
+    goal_from_cell(maze, tuple(int(v) for v in maze.cell_of(xy)))  # raises for a goal outside the maze or in a wall
     return np.asarray(xy, np.float32)
 
 
@@ -84,9 +77,8 @@ def farthest_goal_cell(maze: Maze) -> tuple[int, int]:
 
 def path_distance(maze: Maze, goal_xy: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Shortest path length in cells (4-connected) from each point's cell to the goal's cell; -1 if unreachable."""
-    goal_cell = tuple(int(v) for v in np.floor(goal_xy[:2] / maze.cell_size + 0.5))
-    dist = maze.layout.shortest_path_lengths(goal_cell)
-    cells = np.floor(points / maze.cell_size + 0.5).astype(int)
+    dist = maze.layout.shortest_path_lengths(tuple(int(v) for v in maze.cell_of(goal_xy)))
+    cells = maze.cell_of(points)
     return dist[cells[..., 0], cells[..., 1]]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 
 from crl.config import ConfigError
 
@@ -28,6 +29,10 @@ class Maze:
 
     def cell_centre(self, cell: tuple[int, int]):
         return self.layout.cell_centers((tuple(cell),), self.cell_size)[0]
+
+    def cell_of(self, xy) -> np.ndarray:
+        """Integer (row, column) of the cell holding each world xy (last axis 2); may lie outside the grid."""
+        return np.floor(np.asarray(xy)[..., :2] / self.cell_size + 0.5).astype(int)
 
 
 @dataclasses.dataclass(frozen=True)
