@@ -7,14 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from crl.envs.spec import EnvSpec
+from crl.streams import epoch_eval_key  # noqa: F401  (re-exported: crl eval and viz derive the run's eval keys)
 
 HEADLINE_PREFIX = "eval/episode_"
 Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (params, obs, key) -> action
-
-
-def epoch_eval_key(seed: int, epoch: int) -> jax.Array:
-    """The evaluation key of a run at an epoch: derived, not carried, so resumes and `crl eval` reproduce it."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed + 1), epoch)
 
 
 def deterministic_policy(deterministic_action: Callable) -> Policy:
@@ -32,7 +28,8 @@ def make_evaluator(eval_env, spec: EnvSpec, policy: Policy, episode_length: int)
 
     Each metric the spec names is summed over the steps of an episode while it is alive (the step that
     terminates it still counts, as in brax's evaluator), then averaged over eval envs: the sum of
-    'success' is the paper's time at goal.
+    'success' is the paper's time at goal. Steps after an episode ended are masked out, whatever
+    their values (NaN included).
     """
     names = spec.metric_names
 
@@ -45,8 +42,9 @@ def make_evaluator(eval_env, spec: EnvSpec, policy: Policy, episode_length: int)
         def step(carry, step_key):
             state, alive, totals = carry
             state = eval_env.step(state, policy(params, state.obs, step_key))
-            totals = {name: totals[name] + alive * state.metrics[name] for name in names}
-            return (state, alive * (1.0 - state.done), totals), alive
+            # `where`, not `alive * metric`: a finished env may return NaN, and 0 * NaN is NaN.
+            totals = {name: totals[name] + jnp.where(alive > 0, state.metrics[name], 0.0) for name in names}
+            return (state, jnp.where(state.done > 0, 0.0, alive), totals), alive
 
         (_, _, totals), alive_per_step = jax.lax.scan(step, (state, alive, totals),
                                                       jax.random.split(act_key, episode_length))

@@ -26,6 +26,7 @@ LAYER_NORM_EPS = 1e-6  # flax default, as in the reference code
 KERNEL_INIT_SCALE = 1.0 / 3.0  # variance_scaling(1/3, 'fan_in', 'uniform')
 INIT_BATCH = 1  # dummy batch size used only to build param shapes
 ACTOR_HEADS = 2  # mean and pre-squash log_std
+IO_DTYPE = jnp.float32  # input layer and output heads: float32 whatever the compute dtype (see ResidualMLP)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"swish": nn.swish, "relu": nn.relu}
 DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -85,7 +86,12 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    """Input layer, depth // 4 scanned residual blocks, then one float32 Dense head per `out_dims` entry."""
+    """Input layer, depth // 4 scanned residual blocks, then one Dense head per `out_dims` entry.
+
+    With a bfloat16 compute dtype only the residual blocks run in bf16: the input layer and the heads
+    stay float32, as bf16 keeps 8 significant bits and would round maze coordinates of 16-32 m to
+    0.125 m (and the representations / action means that the losses compare) before any learning.
+    """
 
     width: int
     depth: int
@@ -100,15 +106,14 @@ class ResidualMLP(nn.Module):
     def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
         n_blocks = num_blocks(self.depth)
         layer = (self.width, self.activation, self.compute_dtype, self.precision)
-        h = DenseNormAct(*layer, name="input")(x)
+        h = DenseNormAct(self.width, self.activation, IO_DTYPE, self.precision, name="input")(x)
         block = nn.remat(ResidualBlock, prevent_cse=False) if self.remat else ResidualBlock
         blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_blocks,
                          unroll=n_blocks if self.unroll else 1)
         h, _ = blocks(*layer, name="blocks")(h, None)
         return tuple(
-            nn.Dense(dim, dtype=self.compute_dtype, param_dtype=jnp.float32, precision=self.precision,
+            nn.Dense(dim, dtype=IO_DTYPE, param_dtype=jnp.float32, precision=self.precision,
                      kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name=f"head_{i}")(h)
-            .astype(jnp.float32)
             for i, dim in enumerate(self.out_dims))
 
 

@@ -14,10 +14,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crl.evaluate import epoch_eval_key, make_evaluator, uniform_random_policy
+from crl import streams
+from crl.evaluate import make_evaluator, uniform_random_policy
 from crl.parallel import replicated, state_shardings
 
-RANDOM_BASELINE_KEY_OFFSET = 2  # the random-policy baseline uses PRNGKey(seed + 2) (eval keys use seed + 1)
 RANDOM_PREFIX = "eval/random_"
 
 
@@ -63,16 +63,16 @@ class Programs:
 def make_programs(trainer) -> Programs:
     """Jit the trainer's pure pieces over the run's seeds, with the state's shardings on the trainer's mesh."""
     cfg, mesh = trainer.cfg, trainer.mesh
-    init = over_seeds(lambda seed: trainer.init(jax.random.PRNGKey(seed)), cfg)
+    init = over_seeds(trainer.init, cfg)
     shardings = state_shardings(jax.eval_shape(init), mesh, cfg.num_envs, seed_axis=cfg.num_seeds > 1)
     metrics_sharding = replicated(mesh)
     spec = trainer.eval_spec
     random_eval = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size),
                                  spec.episode_length)
-    evaluate = over_seeds(lambda seed, params, epoch: trainer.evaluate(params, epoch_eval_key(seed, epoch)),
+    evaluate = over_seeds(lambda seed, params, epoch: trainer.evaluate(params, streams.epoch_eval_key(seed, epoch)),
                           cfg, arg_axes=(0, None))
     random_baseline = over_seeds(
-        lambda seed: random_eval(None, jax.random.PRNGKey(seed + RANDOM_BASELINE_KEY_OFFSET)), cfg)
+        lambda seed: random_eval(None, streams.stream_key(seed, streams.RANDOM_BASELINE)), cfg)
     return Programs(
         init=jax.jit(init, out_shardings=shardings),
         prefill=jax.jit(over_seeds(lambda _, state: trainer.prefill(state), cfg), in_shardings=(shardings,),

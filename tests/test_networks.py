@@ -174,6 +174,33 @@ def test_bf16_compute_close_to_fp32(small_mlp):
         assert not np.array_equal(a, b)  # bf16 really was used
 
 
+MAZE_COORDS = (16.0, 32.0)  # metres: the far cells of the ant / humanoid mazes, where bf16's spacing is 0.125
+BELOW_BF16_SPACING = 0.05  # a goal shift bf16 cannot represent at these coordinates
+BF16_MAZE_RTOL = 0.03  # bf16 blocks vs float32, relative to the largest float32 output (measured ~0.01)
+
+
+def test_bf16_keeps_maze_scale_inputs_and_heads_float32():
+    """bf16 runs the blocks only: maze coordinates reach the input layer unrounded, outputs stay close."""
+    x = jax.random.uniform(jax.random.key(1), (256, 2), minval=MAZE_COORDS[0], maxval=MAZE_COORDS[1])
+    shifted = x + BELOW_BF16_SPACING
+    assert (x.astype(jnp.bfloat16) == shifted.astype(jnp.bfloat16)).all(axis=1).any()  # bf16 loses some shifts
+    f32 = ResidualMLP(out_dims=(16,), **SMALL)
+    bf16 = ResidualMLP(out_dims=(16,), compute_dtype=jnp.bfloat16, **SMALL)
+    params = f32.init(jax.random.key(0), x)["params"]
+
+    def first_layer(model, inputs):
+        _, state = model.apply({"params": params}, inputs, capture_intermediates=True)
+        return np.asarray(state["intermediates"]["input"]["__call__"][0])
+
+    np.testing.assert_array_equal(first_layer(bf16, x), first_layer(f32, x))  # the input layer is float32
+    moved = np.abs(first_layer(bf16, shifted) - first_layer(bf16, x)).max(axis=1)
+    assert (moved > 0).all()  # every 5 cm shift is seen (a bf16 input layer rounds ~40% of them away)
+    (out32,), (out16,) = f32.apply({"params": params}, x), bf16.apply({"params": params}, x)
+    assert out16.dtype == jnp.float32
+    np.testing.assert_allclose(out16, out32, atol=BF16_MAZE_RTOL * float(jnp.abs(out32).max()))
+    assert not np.array_equal(out16, out32)  # the blocks really ran in bf16
+
+
 @pytest.mark.parametrize("depth", [6, 0, -4, 2])
 def test_bad_depth_rejected(depth):
     with pytest.raises(ValueError, match="multiple of 4"):

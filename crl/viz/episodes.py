@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crl.evaluate import epoch_eval_key
+from crl.streams import epoch_eval_key
 from crl.viz.run_view import RunView
 
 
