@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all bench clean
+.PHONY: install install-gpu install-tpu train test test-all bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# jax for NVIDIA GPUs (CUDA 12 by default; `make install-gpu CUDA=13`) or TPUs, pinned beside the CPU lock.
+CUDA ?= 12
+install-gpu: $(STAMP)
+	$(VENV)/bin/pip install --quiet -r requirements.lock -r requirements-cuda$(CUDA).lock
+
+install-tpu: $(STAMP)
+	$(VENV)/bin/pip install --quiet -r requirements.lock -r requirements-tpu.lock
 
 train: $(STAMP)
 	$(VENV)/bin/crl train --config configs/quickstart.yaml
