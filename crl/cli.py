@@ -1,4 +1,4 @@
-"""Command line: `crl train|eval|envs|bench|sweep|report|viz|render|plot`."""
+"""Command line: `crl train|eval|envs|bench|sweep|report|viz|render|plot|plan`."""
 from __future__ import annotations
 
 import argparse
@@ -146,6 +146,12 @@ def _render(argv: list[str]) -> int:
     return render_main(argv)
 
 
+def _plan(argv: list[str]) -> int:
+    from crl.plan.cli import plan_main  # compiles the programs from abstract shapes; allocates no training state
+
+    return plan_main(argv)
+
+
 def _plot(argv: list[str]) -> int:
     from crl.viz.cli import plot_main  # reads metrics.jsonl files; no jax
 
@@ -153,7 +159,7 @@ def _plot(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench, "sweep": _sweep, "report": _report,
-            "viz": _viz, "render": _render, "plot": _plot}
+            "viz": _viz, "render": _render, "plot": _plot, "plan": _plan}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
 from crl.losses import Batch, make_losses
 from crl.networks import make_networks, param_count
 from crl.parallel import batch_constraint, make_mesh
+from crl.plan.preflight import check_memory
 from crl.preemption import Preempted, StopOnSignals
 from crl.programs import RANDOM_PREFIX, Programs, first_seed_scalar, make_programs, per_seed, run_seeds
 from crl.run import RunLogger, default_run_dir, format_duration, progress_line
@@ -266,6 +267,7 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     say = print_fn if cfg.progress and print_fn and writer else (lambda _: None)
     run_dir = Path(cfg.run_dir or default_run_dir(cfg))
     programs = make_programs(trainer)
+    programs = check_memory(trainer, programs, say)  # compiled from abstract shapes; refuses a run that cannot fit
     state = programs.init()
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint) if cfg.checkpoint_every else None
     saved = ckpt.saved_config() if ckpt else None

@@ -1,0 +1,48 @@
+"""FLOPs of one SGD update from XLA's cost analysis, exact at any depth without compiling the deep network.
+
+XLA's cost analysis counts a while-loop (scan) body once, not times its trip count, so the scanned
+residual blocks of a deep network would be counted as one block. Instead one SGD update (actor, alpha
+and critic losses, their gradients and Adam) is compiled alone with straight-line (unrolled) blocks at
+1 and 2 residual blocks per network; its cost is affine in the number of blocks of each network, so
+flops(c, a) = f(1, 1) + (c - 1) * [f(2, 1) - f(1, 1)] + (a - 1) * [f(1, 2) - f(1, 1)].
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from crl import envs
+from crl.config import BLOCK_LAYERS, TrainConfig
+from crl.losses import Batch, make_losses
+from crl.networks import make_networks, num_blocks
+
+FLOPS_KEY = "flops"
+ONE_BLOCK, TWO_BLOCKS = BLOCK_LAYERS, 2 * BLOCK_LAYERS  # depths of the two probe networks
+
+
+def _compiled_flops(cfg: TrainConfig) -> float:
+    """XLA's FLOP count of one SGD update for `cfg` (abstract inputs; nothing allocated)."""
+    from crl.train import init_learner_state, make_optimizers, make_sgd_step  # train imports this package
+
+    spec = envs.spec(cfg.env)
+    networks, optimizers = make_networks(spec, cfg), make_optimizers(cfg)
+    step = make_sgd_step(make_losses(networks, cfg, spec.action_size), optimizers)
+    state = jax.eval_shape(lambda key: init_learner_state(networks, optimizers, key), jax.random.PRNGKey(0))
+    rows = lambda dim: jax.ShapeDtypeStruct((cfg.batch_size, dim), jnp.float32)  # noqa: E731
+    batch = Batch(state=rows(spec.state_dim), action=rows(spec.action_size), goal=rows(spec.goal_dim))
+    key = jax.eval_shape(jax.random.PRNGKey, 0)
+    return float(jax.jit(step).lower(state, (batch, key)).compile().cost_analysis()[FLOPS_KEY])
+
+
+def sgd_update_flops(cfg: TrainConfig) -> float:
+    """FLOPs of one SGD update of one seed at the config's depths (see the module docstring)."""
+    probe = dataclasses.replace(cfg, unroll_blocks=True, num_seeds=1, num_devices=1)
+    at = lambda critic, actor: _compiled_flops(  # noqa: E731
+        dataclasses.replace(probe, critic_depth=critic, actor_depth=actor))
+    base = at(ONE_BLOCK, ONE_BLOCK)
+    critic_block = at(TWO_BLOCKS, ONE_BLOCK) - base
+    actor_block = at(ONE_BLOCK, TWO_BLOCKS) - base
+    return (base + (num_blocks(cfg.critic_depth) - 1) * critic_block
+            + (num_blocks(cfg.actor_depth) - 1) * actor_block)
