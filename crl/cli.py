@@ -9,11 +9,12 @@ from crl import _platform
 
 TRAIN_HELP = """Train a CRL agent. `--config FILE.yaml` loads a preset (see configs/); every field can then be
 overridden, e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`.
-`--resume RUN_DIR` continues a run from its newest valid checkpoint with the run's own config (a run dir
-that already holds checkpoints is resumed automatically). `--distributed` joins a multi-host run through
+`--resume RUN_DIR` continues a run from its newest valid checkpoint with the run's own config; field flags
+override it (`--config` with `--resume` is an error). A run dir that already holds checkpoints is resumed
+automatically. `--distributed` joins a multi-host run through
 jax.distributed (SLURM is detected; elsewhere add --coordinator HOST:PORT --num-processes N --process-id I);
-the data mesh then spans every process's devices and process 0 writes the logs. Exit codes: 0 done, 2 bad config,
-3 non-finite values, 75 stopped by a signal after saving a checkpoint (requeue and resume)."""
+the data mesh then spans every process's devices and process 0 writes the logs. Exit codes: 0 done, 2 bad config or no
+restorable checkpoint, 3 non-finite values, 75 stopped by a signal after saving a checkpoint (requeue and resume)."""
 
 
 def _train(argv: list[str]) -> int:
@@ -29,6 +30,11 @@ def _train(argv: list[str]) -> int:
     pre.add_argument("--num-processes", type=int, default=None)
     pre.add_argument("--process-id", type=int, default=None)
     known, rest = pre.parse_known_args(argv)
+    if known.config and known.resume:
+        print(f"crl train: --config and --resume together: a resumed run keeps the config it was started with "
+              f"({known.resume}/config.yaml); drop --config and give changes as field flags, e.g. "
+              f"crl train --resume {known.resume} --num-epochs 200", file=sys.stderr)
+        return 2
     try:
         if known.distributed:
             from crl.distributed import initialize
@@ -46,6 +52,7 @@ def _train(argv: list[str]) -> int:
     cfg = tyro.cli(TrainConfig, default=default, args=rest,
                    prog="crl train [--config FILE.yaml | --resume RUN_DIR]", description=TRAIN_HELP)
     _platform.enable_compilation_cache()
+    from crl.checkpoint import CheckpointRestoreError, NoValidCheckpointError
     from crl.preemption import PREEMPT_EXIT_CODE, Preempted
     from crl.train import NonFiniteError, train
 
@@ -53,6 +60,9 @@ def _train(argv: list[str]) -> int:
         train(cfg)
     except ConfigError as err:
         print(f"crl train: invalid config: {err}", file=sys.stderr)
+        return 2
+    except (NoValidCheckpointError, CheckpointRestoreError) as err:
+        print(f"crl train: {err}", file=sys.stderr)
         return 2
     except NonFiniteError as err:
         print(f"crl train: {err}", file=sys.stderr)
@@ -99,7 +109,7 @@ def _eval(argv: list[str]) -> int:
     _platform.enable_compilation_cache()
     import json
 
-    from crl.checkpoint import NoValidCheckpointError
+    from crl.checkpoint import CheckpointRestoreError, NoValidCheckpointError
     from crl.config import ConfigError
     from crl.policy import evaluate_checkpoint, export_actor
 
@@ -109,7 +119,7 @@ def _eval(argv: list[str]) -> int:
         if args.export_actor:
             print(f"crl eval: actor written to {export_actor(args.run_dir, args.export_actor, args.checkpoint, args.actor_seed)}",
                   file=sys.stderr)
-    except (ConfigError, NoValidCheckpointError) as err:
+    except (ConfigError, NoValidCheckpointError, CheckpointRestoreError) as err:
         print(f"crl eval: {err}", file=sys.stderr)
         return 2
     print(json.dumps(metrics, indent=1))

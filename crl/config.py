@@ -71,8 +71,9 @@ class TrainConfig:
 
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
-SHAPE_FIELDS = ("env", "eval_env", "num_seeds", "num_envs", "unroll_length", "max_replay_size", "critic_depth", "critic_width",
-                "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
+# reset_mode is one: 'fresh' and 'cached' keep different env-state trees.
+SHAPE_FIELDS = ("env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
+                "critic_depth", "critic_width", "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
 
 
 def shape_differences(saved: dict[str, Any], new: TrainConfig) -> list[str]:

@@ -17,6 +17,7 @@ from crl.networks import make_networks
 
 ACTOR_PARAMS_FILE = "actor.msgpack"
 ACTOR_META_FILE = "actor.json"
+ACTOR_FIELDS = ("actor_params", "env_steps", "grad_steps")  # what evaluating or exporting a policy reads
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -33,10 +34,13 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
     return from_dict(values, source=str(path))
 
 
-def restore_run(run_dir: str | Path, epoch: int | None = None, **overrides: Any):
+def restore_run(run_dir: str | Path, epoch: int | None = None, fields: tuple[str, ...] = ACTOR_FIELDS,
+                **overrides: Any):
     """(trainer, restored checkpoint) of a run; overrides may change evaluation fields (e.g. num_eval_envs).
 
-    The state of a K-seed run carries a leading seed axis (seed k = the run's seed + k).
+    Only the state's `fields` are read (the others, the replay buffer above all, are None and never read
+    from disk), onto the shapes and shardings of the run's state, which is never allocated. The state of
+    a K-seed run carries a leading seed axis (seed k = the run's seed + k).
     """
     from crl.programs import make_programs
     from crl.train import make_trainer
@@ -45,7 +49,7 @@ def restore_run(run_dir: str | Path, epoch: int | None = None, **overrides: Any)
     trainer = make_trainer(cfg)
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint)
     try:
-        restored = ckpt.restore_latest(make_programs(trainer).init(), epoch=epoch)
+        restored = ckpt.restore_latest(jax.eval_shape(make_programs(trainer).init), epoch=epoch, fields=fields)
     finally:
         ckpt.close()
     return trainer, restored

@@ -14,8 +14,9 @@ import numpy as np
 import optax
 
 from crl import buffer as rb
-from crl import envs
+from crl import envs, streams
 from crl.acting import collect_unroll
+from crl.backend import describe_devices, missing_accelerator_warning
 from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
@@ -25,7 +26,8 @@ from crl.parallel import batch_constraint, make_mesh
 from crl.plan.preflight import check_memory
 from crl.preemption import Preempted, StopOnSignals
 from crl.programs import RANDOM_PREFIX, Programs, first_seed_scalar, make_programs, per_seed, run_seeds
-from crl.run import RunLogger, default_run_dir, format_duration, progress_line
+from crl.progress import EpochProgress, stdout_is_terminal
+from crl.run import RunLogger, default_run_dir, format_duration
 
 Metrics = dict[str, jax.Array]
 NONFINITE_PARAMS = "training/nonfinite_params"  # count of NaN/Inf entries in the params after an epoch
@@ -71,8 +73,10 @@ class Trainer:
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ state
-    def init(self, key: jax.Array) -> TrainingState:
-        key, learner_key, env_key = jax.random.split(key, 3)
+    def init(self, seed) -> TrainingState:
+        """A fresh state for run seed `seed` (an int, or traced when seeds are vmapped); keys from crl.streams."""
+        key, learner_key = streams.stream_key(seed, streams.COLLECT), streams.stream_key(seed, streams.PARAMS)
+        env_key = streams.stream_key(seed, streams.ENV_RESET)
         state = init_learner_state(self.networks, self.optimizers, learner_key)
         buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
                                 self.spec.action_size)
@@ -215,13 +219,26 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
                    sgd_step=make_sgd_step(losses, optimizers), mesh=mesh)
 
 
-def _roll_back(programs: Programs, ckpt: Checkpointer, attempt: int, say: Callable) -> tuple[TrainingState, int]:
-    """Restore the newest valid checkpoint and fold `attempt` into its RNG key(s), so training takes another path."""
-    restored = ckpt.restore_latest(programs.init(), log=say)
+def _roll_back(programs: Programs, ckpt: Checkpointer, bad_state: TrainingState, attempt: int,
+               say: Callable) -> tuple[TrainingState, int]:
+    """Free the bad state, restore the newest valid checkpoint in its place and fold `attempt` into its RNG
+    key(s), so training takes another path. One training state is alive at any time."""
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), bad_state)
+    for leaf in jax.tree.leaves(bad_state):
+        if not leaf.is_deleted():
+            leaf.delete()
+    restored = ckpt.restore_latest(abstract, log=say)
     keys = restored.state.key
     keys = jax.random.fold_in(keys, attempt) if keys.ndim == 1 else jax.vmap(jax.random.fold_in, (0, None))(keys, attempt)
     state = restored.state.replace(key=keys)
-    return (state if restored.has_buffer else programs.prefill(state)), restored.epoch
+    if restored.has_buffer:
+        return state, restored.epoch
+    return programs.prefill(state.replace(buffer=_fresh_buffer(programs))), restored.epoch
+
+
+def _fresh_buffer(programs: Programs) -> Any:
+    """An empty replay buffer on the state's shardings, alone (XLA drops the rest of the init program)."""
+    return jax.jit(lambda: programs.init().buffer)()
 
 
 def _any_process(flag: Any) -> bool:
@@ -268,21 +285,24 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     run_dir = Path(cfg.run_dir or default_run_dir(cfg))
     programs = make_programs(trainer)
     programs = check_memory(trainer, programs, say)  # compiled from abstract shapes; refuses a run that cannot fit
-    state = programs.init()
+    abstract = jax.eval_shape(programs.init)  # the state's shapes and shardings; nothing allocated
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint) if cfg.checkpoint_every else None
     saved = ckpt.saved_config() if ckpt else None
     changed = shape_differences(saved, cfg) if saved else []
     if changed:
         raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
                           "Keep these fields as they were, or start a new run directory")
-    resumed = ckpt.restore_latest(state, log=say) if ckpt and ckpt.steps() else None
+    resumed = ckpt.restore_latest(abstract, log=say) if ckpt and ckpt.steps() else None
+    if resumed and not resumed.has_buffer:
+        resumed.state = resumed.state.replace(buffer=_fresh_buffer(programs))
+    state = None if resumed else programs.init()  # one training state: the restored one or a fresh one
     shapes = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))  # one seed's params, never allocated
     params_info = {"critic_params": param_count(shapes["critic"]), "actor_params": param_count(shapes["actor"])}
     logger = RunLogger(run_dir, cfg, trainer.plan, extra={"parameters": params_info},
                        resume_epoch=resumed.epoch if resumed else None, seeds=run_seeds(cfg), writer=writer)
     try:
         with StopOnSignals() as stop:
-            return _run(cfg, trainer, programs.compile(state), state, resumed, logger, ckpt, stop, say, params_info)
+            return _run(cfg, trainer, programs.compile(abstract), state, resumed, logger, ckpt, stop, say, params_info)
     finally:
         logger.close()
         if ckpt:
@@ -293,6 +313,10 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
          logger: RunLogger, ckpt: Checkpointer | None, stop: StopOnSignals, say: Callable,
          params_info: dict[str, int]) -> TrainResult:
     plan, seeds = trainer.plan, run_seeds(cfg)
+    say(f"crl: {describe_devices()}")
+    warning = missing_accelerator_warning(jax.default_backend())
+    if warning:
+        say(f"crl: {warning}")
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
         f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
         f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
@@ -310,14 +334,21 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
     history = logger.history
     headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
 
-    def evaluate_and_log(epoch_index: int, state: TrainingState, extra: list[dict[str, Any]]) -> dict[str, float]:
+    def evaluate(epoch_index: int, state: TrainingState, last_checkpoint: str) -> list[dict[str, float]]:
+        """Per-seed eval metrics, checked for NaN/Inf like training metrics (same error, same rollback)."""
         t_eval = time.perf_counter()
         metrics = per_seed(programs.evaluate(state.actor_params, epoch_index), len(seeds))
         eval_s = time.perf_counter() - t_eval
-        for seed_metrics, seed_extra in zip(metrics, extra):
-            seed_metrics.update(seed_extra, epoch=epoch_index, grad_steps=first_seed_scalar(state.grad_steps))
+        _check_finite(metrics, seeds, epoch_index, last_checkpoint)
+        for seed_metrics in metrics:
             seed_metrics["time/eval_s"] = eval_s
-        return logger.log(first_seed_scalar(state.env_steps), metrics)
+        return metrics
+
+    def log(epoch_index: int, state: TrainingState, *per_seed_parts: list[dict[str, Any]]) -> dict[str, float]:
+        records = [{k: v for part in parts for k, v in part.items()} for parts in zip(*per_seed_parts)]
+        for record in records:
+            record.update(epoch=epoch_index, grad_steps=first_seed_scalar(state.grad_steps))
+        return logger.log(first_seed_scalar(state.env_steps), records)
 
     if resumed:
         state, start_epoch = resumed.state, resumed.epoch
@@ -335,46 +366,52 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         if cfg.random_baseline:
             for seed_extra, random in zip(extra, per_seed(programs.random_baseline(), len(seeds))):
                 seed_extra.update({k.replace("eval/", RANDOM_PREFIX): v for k, v in random.items()})
-        record = evaluate_and_log(0, state, extra)
+        record = log(0, state, evaluate(0, state, "none yet"), extra)
         random_note = (f"; uniform random policy {record[headline.replace('eval/', RANDOM_PREFIX)]:.2f}"
                        if cfg.random_baseline else "")
         say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
     last_checkpoint = str(resumed.path) if resumed else "none yet"
     train_time, epochs_run, rollbacks, epoch_index = 0.0, 0, 0, start_epoch
-    while epoch_index < cfg.num_epochs:
-        epoch_index += 1
-        t_epoch = time.perf_counter()
-        state, metrics = programs.epoch(state)
-        metrics = per_seed(metrics, len(seeds))
-        epoch_s = time.perf_counter() - t_epoch
-        train_time, epochs_run = train_time + epoch_s, epochs_run + 1
-        try:
-            _check_finite(metrics, seeds, epoch_index, last_checkpoint)
-        except NonFiniteError as err:
-            if rollbacks >= cfg.nan_rollbacks or not (ckpt and ckpt.steps()):
-                raise
-            rollbacks += 1
-            state, epoch_index = _roll_back(programs, ckpt, rollbacks, say)
-            logger.truncate(epoch_index)
-            say(f"crl: {err}\ncrl: rolled back to epoch {epoch_index} with a new RNG key "
-                f"(rollback {rollbacks} of {cfg.nan_rollbacks})")
-            continue
-        for seed_metrics in metrics:
-            seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
-            seed_metrics["time/epoch_s"] = epoch_s
-        record = evaluate_and_log(epoch_index, state, metrics)
-        eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)
-        say(progress_line(epoch_index, cfg.num_epochs, record, headline, eta))
-        stopping = _any_process(stop.requested)
-        due = epoch_index % max(cfg.checkpoint_every, 1) == 0 or epoch_index == cfg.num_epochs or stopping
-        if ckpt and due:
-            path = ckpt.save(epoch_index, state, {"config": to_dict(cfg)}, record[headline],
-                             include_buffer=buffer_fits(state, cfg.checkpoint_buffer_mb))
-            last_checkpoint = str(path)
-        if stopping:
-            raise Preempted(f"stopped by {stop.requested or 'another process'} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
-                            f"Continue with: crl train --resume {logger.run_dir}")
+    progress = EpochProgress(say, cfg.num_epochs, epoch_index, headline, programs.compile_s,
+                             live=say is print and stdout_is_terminal())
+    try:
+        while epoch_index < cfg.num_epochs:
+            epoch_index += 1
+            t_epoch = time.perf_counter()
+            state, metrics = programs.epoch(state)
+            metrics = per_seed(metrics, len(seeds))
+            epoch_s = time.perf_counter() - t_epoch
+            train_time, epochs_run = train_time + epoch_s, epochs_run + 1
+            try:
+                _check_finite(metrics, seeds, epoch_index, last_checkpoint)
+                eval_metrics = evaluate(epoch_index, state, last_checkpoint)
+            except NonFiniteError as err:
+                if rollbacks >= cfg.nan_rollbacks or not (ckpt and ckpt.steps()):
+                    raise
+                rollbacks += 1
+                state, epoch_index = _roll_back(programs, ckpt, state, rollbacks, say)
+                logger.truncate(epoch_index)
+                say(f"crl: {err}\ncrl: rolled back to epoch {epoch_index} with a new RNG key "
+                    f"(rollback {rollbacks} of {cfg.nan_rollbacks})")
+                continue
+            for seed_metrics in metrics:
+                seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
+                seed_metrics["time/epoch_s"] = epoch_s
+            record = log(epoch_index, state, eval_metrics, metrics)
+            eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)
+            progress.update(epoch_index, record, eta)
+            stopping = _any_process(stop.requested)
+            due = epoch_index % max(cfg.checkpoint_every, 1) == 0 or epoch_index == cfg.num_epochs or stopping
+            if ckpt and due:
+                path = ckpt.save(epoch_index, state, {"config": to_dict(cfg)}, record[headline],
+                                 include_buffer=buffer_fits(state, cfg.checkpoint_buffer_mb))
+                last_checkpoint = str(path)
+            if stopping:
+                raise Preempted(f"stopped by {stop.requested or 'another process'} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
+                                f"Continue with: crl train --resume {logger.run_dir}")
+    finally:
+        progress.close()
     say(f"crl: done in {format_duration(time.perf_counter() - t0)}; metrics in {logger.run_dir}")
     return TrainResult(state=state, history=history, run_dir=logger.run_dir, trainer=trainer,
                        seed_histories=[log.history for log in logger.seed_logs])

@@ -1,6 +1,8 @@
 """Nothing lost: checkpoints, exact resume after SIGTERM, corrupt-checkpoint fallback, NaN guard."""
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,22 +78,122 @@ def test_sigterm_then_resume_is_bit_identical(uninterrupted, tmp_path):
     assert [comparable(r) for r in got] == [comparable(r) for r in want]
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_previous(uninterrupted, tmp_path):
-    run_dir = tmp_path / "corrupt"
-    train(small(run_dir, num_epochs=3, total_env_steps=1_600 + 3 * 12 * 400))
-    newest = run_dir / "checkpoints" / "3"
-    for path in (newest / "state").rglob("*"):
-        if path.is_file():
+def _copy_run(run_dir, tmp_path, name: str) -> Path:
+    """A copy of a finished run (checkpoints with their small buffers), for tests that move or break files."""
+    return Path(shutil.copytree(run_dir, tmp_path / name))
+
+
+def abstract_state(trainer):
+    from crl.programs import make_programs
+
+    return jax.eval_shape(make_programs(trainer).init)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_corrupt_newest_checkpoint_falls_back_to_previous(uninterrupted, tmp_path, damage):
+    run_dir = _copy_run(uninterrupted, tmp_path, damage)
+    newest = run_dir / "checkpoints" / str(EPOCHS)
+    files = sorted((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    if damage == "garbage":  # every file of the state overwritten
+        for path in files:
             path.write_bytes(b"\0garbage" * 3)
+    else:  # a save cut short: the largest data file loses its second half, the tree's record is gone
+        files[-1].write_bytes(files[-1].read_bytes()[: files[-1].stat().st_size // 2])
+        (newest / "state" / "_METADATA").unlink()
     messages = []
     trainer = make_trainer(small(run_dir))
-    restored = Checkpointer(run_dir, 2, True).restore_latest(trainer.init(jax_key()), log=messages.append)
-    assert restored.epoch == 2
+    restored = Checkpointer(run_dir, 2, True).restore_latest(abstract_state(trainer), log=messages.append)
+    assert restored.epoch == EPOCHS - 1
     assert any(str(newest) in m and "could not be restored" in m for m in messages)
-    assert list((run_dir / "checkpoints_unreadable").glob("3-*"))  # kept for inspection, not deleted
-    result = train(small(run_dir), trainer=trainer)  # resumes from epoch 2 and finishes the run
-    assert [r["epoch"] for r in result.history] == list(range(EPOCHS + 1))
-    assert (run_dir / "checkpoints" / str(EPOCHS)).exists()
+    assert list((run_dir / "checkpoints_unreadable").glob(f"{EPOCHS}-*"))  # kept for inspection, not deleted
+    if damage == "garbage":
+        result = train(small(run_dir), trainer=trainer)  # resumes from the previous epoch and finishes the run
+        assert [r["epoch"] for r in result.history] == list(range(EPOCHS + 1))
+        assert (run_dir / "checkpoints" / str(EPOCHS)).exists()
+
+
+RESTORE_FAILURES = {  # injected error -> words the CheckpointRestoreError must hold
+    "eio": (OSError(errno.EIO, "Input/output error"), "I/O error"),
+    "memory": (MemoryError(), "out of memory"),
+    "xla_oom": (jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6.00GiB"),
+                "out of memory"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(RESTORE_FAILURES))
+def test_restore_failures_that_are_not_corruption_leave_every_checkpoint(uninterrupted, tmp_path, monkeypatch,
+                                                                          failure):
+    import orbax.checkpoint as ocp
+
+    from crl.checkpoint import CheckpointRestoreError
+
+    error, words = RESTORE_FAILURES[failure]
+    run_dir = _copy_run(uninterrupted, tmp_path, failure)
+    ckpt = Checkpointer(run_dir, 2, True)
+    before = ckpt.steps()
+
+    def failing_restore(self, directory, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ocp.PyTreeCheckpointHandler, "restore", failing_restore)
+    with pytest.raises(CheckpointRestoreError, match=words) as err:
+        ckpt.restore_latest(abstract_state(make_trainer(small(run_dir))))
+    assert str(run_dir / "checkpoints" / str(before[-1])) in str(err.value) and "left in place" in str(err.value)
+    assert ckpt.steps() == before and not (run_dir / "checkpoints_unreadable").exists()
+    ckpt.close()
+
+
+def test_restore_errors_exit_2_with_one_line(uninterrupted, tmp_path, monkeypatch, capsys):
+    import orbax.checkpoint as ocp
+
+    from crl import cli
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"num_epochs": 3}))
+    assert cli.main(["train", "--config", str(config), "--resume", str(uninterrupted)]) == 2
+    assert "--config and --resume" in capsys.readouterr().err
+
+    def out_of_memory(self, directory, *args, **kwargs):
+        raise MemoryError()
+
+    run_dir = _copy_run(uninterrupted, tmp_path, "oom")
+    with monkeypatch.context() as patch:
+        patch.setattr(ocp.PyTreeCheckpointHandler, "restore", out_of_memory)
+        assert cli.main(["train", "--resume", str(run_dir), "--num-epochs", str(EPOCHS + 1)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "out of memory" in err and "\n" not in err and "Traceback" not in err
+    for step in Checkpointer(run_dir, 2, True).steps():  # every checkpoint broken: none can be restored
+        (run_dir / "checkpoints" / str(step) / "state" / "_METADATA").write_text("{")
+    assert cli.main(["train", "--resume", str(run_dir), "--num-epochs", str(EPOCHS + 1)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crl train: none of the checkpoints") and "\n" not in err
+
+
+def test_read_only_restore_reads_no_buffer(uninterrupted, monkeypatch):
+    """crl eval / viz / render restore the params and counters, never the replay buffer or env state."""
+    from orbax.checkpoint._src.handlers import base_pytree_checkpoint_handler as handler
+
+    from crl.policy import restore_run
+    from crl.viz.run_view import load_run_view
+
+    read = []
+    batch = handler.batched_serialization_requests
+
+    def spy(*args, **kwargs):
+        requests = batch(*args, **kwargs)
+        read.extend(str(key) for request in requests for key in request.keys)
+        return requests
+
+    monkeypatch.setattr(handler, "batched_serialization_requests", spy)
+    trainer, restored = restore_run(uninterrupted)
+    assert restored.state.buffer is None and restored.state.env_state is None
+    assert restored.state.actor_params is not None and int(restored.state.env_steps) > 0
+    view = load_run_view(uninterrupted)
+    assert view.critic_params is not None and view.env_steps == int(restored.state.env_steps)
+    assert read and not [key for key in read if "buffer" in key or "env_state" in key or "opt_state" in key]
+    read.clear()
+    Checkpointer(uninterrupted, 2, True).restore_latest(abstract_state(trainer))  # a full restore reads them
+    assert [key for key in read if "buffer" in key]
 
 
 def test_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
@@ -129,8 +231,8 @@ def test_resume_without_saved_buffer_refills(tmp_path, capsys):
 
 
 def test_resume_refuses_shape_changes(uninterrupted):
-    with pytest.raises(ConfigError, match=r"num_envs: 16 -> 32; critic_depth: 4 -> 8"):
-        train(small(uninterrupted, critic_depth=8, num_envs=32))
+    with pytest.raises(ConfigError, match=r"reset_mode: 'fresh' -> 'cached'; num_envs: 16 -> 32; critic_depth: 4 -> 8"):
+        train(small(uninterrupted, critic_depth=8, num_envs=32, reset_mode="cached"))
 
 
 def jax_key():

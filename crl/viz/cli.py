@@ -183,14 +183,14 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str], needs_jax: boo
         from crl import _platform
 
         _platform.enable_compilation_cache()
-    from crl.checkpoint import NoValidCheckpointError
+    from crl.checkpoint import CheckpointRestoreError, NoValidCheckpointError
     from crl.config import ConfigError
     from crl.report import ReportError
     from crl.viz.run_view import VizError
 
     try:
         written = args.run(args)
-    except (ConfigError, NoValidCheckpointError, VizError, ReportError) as err:
+    except (ConfigError, NoValidCheckpointError, CheckpointRestoreError, VizError, ReportError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return USAGE_ERROR
     for path in written:

@@ -13,6 +13,7 @@ from crl.config import ConfigError
 PHYSICS_FREE_BACKEND = "jax"  # the point mass: lengths are in maze units, not metres
 LENGTH_UNITS = {PHYSICS_FREE_BACKEND: "units"}
 DEFAULT_LENGTH_UNIT = "m"
+VIEW_FIELDS = ("actor_params", "critic_params", "env_steps")  # what a figure reads from a checkpoint (no buffer)
 
 
 class VizError(ValueError):
@@ -92,7 +93,7 @@ def load_run_view(run_dir: str | Path, checkpoint: int | None = None, seed: int 
 
     if not (Path(run_dir) / "config.yaml").exists():
         raise ConfigError(f"{run_dir}: no config.yaml there; pass a run directory written by `crl train`")
-    trainer, restored = restore_run(run_dir, checkpoint, **overrides)
+    trainer, restored = restore_run(run_dir, checkpoint, fields=VIEW_FIELDS, **overrides)
     seeds = run_seeds(trainer.cfg)
     seed = seeds[0] if seed is None else seed
     if seed not in seeds:
