@@ -52,7 +52,7 @@ class TrainConfig:
     repr_dim: int = 64  # dimension of phi(s,a) and psi(g)
     activation: Activation = "swish"  # hidden activation ('relu' is the paper's ablation)
     remat: bool = False  # rematerialise each residual block in the backward pass (memory)
-    compute_dtype: DType = "float32"  # matmul dtype; params, LayerNorm and losses stay float32
+    compute_dtype: DType = "float32"  # matmul dtype of the residual blocks; input layer, heads, params, LayerNorm and losses stay float32
     matmul_precision: Precision = "default"  # precision of Dense matmuls (jax.lax.Precision)
     unroll_blocks: bool = False  # straight-line blocks instead of a scan (same function; compile grows with depth)
 
