@@ -12,8 +12,8 @@ from crl.run import format_duration
 
 FLOPS_METHOD = ("XLA cost analysis of one SGD update compiled alone with unrolled blocks at 1 and 2 residual "
                 "blocks per network, extrapolated linearly to the config's depth (a scan body would be counted "
-                "once); per epoch and run = per update x SGD updates. Env stepping and acting are not counted, "
-                "nor remat's recomputation, so the time is a lower bound")
+                "once); remat's recomputed forward passes are included. Per epoch and run = per update x SGD "
+                "updates; env stepping and acting are not counted, so the time is a lower bound")
 PEAK_METHOD = ("peak = the largest of prefill and epoch (arguments + outputs - donated + temporaries) and "
                "the state + evaluate's outputs and temporaries; from XLA's memory analysis on the {backend} "
                "backend. Table devices fit when {margin:g} x peak <= usable memory")
