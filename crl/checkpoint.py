@@ -12,6 +12,7 @@ the fields it needs. Nothing is deleted before a newer checkpoint has been writt
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import shutil
 import time
@@ -40,8 +41,12 @@ class CheckpointRestoreError(RuntimeError):
 
 
 PLACEHOLDER = ocp.PLACEHOLDER  # a leaf orbax skips on restore (its bytes are never read)
+LARGE_LEAF_BYTES = 16 * BYTES_PER_MB  # leaves above this are restored one at a time (see Checkpointer._read)
 RECORD_FILES = ("_CHECKPOINT_METADATA", "state/_METADATA", "meta/metadata")  # JSON records of a finished checkpoint
+ARRAY_METADATA_DIR = "state/array_metadatas"  # one JSON file per process
 ITEM_DIRS = ("state", "meta")
+# TensorStore's status codes for array data that is cut short, overwritten or gone (the data's fault, not the disk's)
+UNREADABLE_DATA_MARKS = ("DATA_LOSS", "OUT_OF_RANGE", "FAILED_PRECONDITION", "NOT_FOUND")
 OUT_OF_MEMORY_MARKS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "Cannot allocate memory")
 IO_ERROR_MARKS = ("Input/output error", "PERMISSION_DENIED", "Permission denied", "UNAVAILABLE", "DEADLINE_EXCEEDED")
 TREE_MISMATCH_MARKS = ("tree structures do not match", "is not compatible with the stored shape")  # orbax's words
@@ -179,14 +184,36 @@ class Checkpointer:
         if skipped:  # orbax leaves placeholder leaves unread
             skip = {name: jax.tree.map(lambda _: PLACEHOLDER, getattr(filled, name)) for name in skipped}
             filled, restore_args = filled.replace(**skip), restore_args.replace(**skip)
-        # Read with the PyTree handler that StandardSave wraps (same files); the manager only knows StandardRestore,
-        # which takes no placeholders.
-        restored = self._reader.restore(self.directory / str(epoch) / "state",
-                                        args=ocp.args.PyTreeRestore(filled, restore_args=restore_args))
+        restored = self._read(self.directory / str(epoch) / "state", filled, restore_args)
         if skipped:
             dropped = {name: None for name in skipped}
             restored, target = restored.replace(**dropped), target.replace(**dropped)
         return _restore_empty(restored, target)
+
+    def _read(self, path: Path, item: Any, restore_args: Any) -> Any:
+        """Read `item`'s leaves (placeholders stay unread): small ones in one pass, each large one in a pass of its own.
+
+        Orbax reads an array into host memory before placing it, and those host copies live until the garbage
+        collector runs; reading one large leaf at a time and collecting after each keeps the restore's peak at the
+        state plus one large leaf (not twice the state). The PyTree handler that StandardSave wraps reads the same
+        files; the manager only knows StandardRestore, which takes no placeholders.
+        """
+        leaves, treedef = jax.tree.flatten(item)
+        args = treedef.flatten_up_to(restore_args)
+        wanted = [i for i, leaf in enumerate(leaves) if leaf is not PLACEHOLDER]
+        large = [i for i in wanted if leaves[i].size * leaves[i].dtype.itemsize > LARGE_LEAF_BYTES]
+        passes = [[i for i in wanted if i not in large]] + [[i] for i in large]
+        out = list(leaves)
+        for indices in (p for p in passes if p):
+            keep = set(indices)
+            part, part_args = ([x if i in keep else PLACEHOLDER for i, x in enumerate(xs)] for xs in (leaves, args))
+            got = treedef.flatten_up_to(self._reader.restore(path, args=ocp.args.PyTreeRestore(
+                treedef.unflatten(part), restore_args=treedef.unflatten(part_args))))
+            for i in indices:
+                out[i] = got[i]
+            del got
+            gc.collect()
+        return treedef.unflatten(out)
 
     def _damage_or_raise(self, path: Path, err: Exception) -> str:
         """What is wrong with a checkpoint that failed to restore; raises CheckpointRestoreError when its files are intact."""
@@ -201,7 +228,11 @@ class Checkpointer:
         cause = _failure_cause(err)
         if cause:
             raise _restore_error(path, err, cause) from err
-        return f"{type(err).__name__}: {str(err)[:200]}"  # intact-looking records, unreadable data
+        unreadable = _unreadable_data(err)
+        if unreadable:
+            return unreadable
+        raise _restore_error(path, err, f"an unexpected error; if {path} is damaged, move it out of "
+                                        f"{self.directory} by hand and run again") from err
 
     def _quarantine(self, path: Path) -> Path:
         """Move an unreadable checkpoint out of the manager's way (so its epoch can be saved again)."""
@@ -224,7 +255,7 @@ def _damage(path: Path) -> str | None:
     for name in ITEM_DIRS:
         if not (path / name).is_dir():
             return f"its {name}/ folder is missing"
-    for record in (path / name for name in RECORD_FILES):
+    for record in [*(path / name for name in RECORD_FILES), *sorted((path / ARRAY_METADATA_DIR).glob("*"))]:
         try:
             json.loads(record.read_bytes())
         except FileNotFoundError:
@@ -252,6 +283,14 @@ def _failure_cause(err: BaseException) -> str | None:
         return ("the saved state no longer matches this config's state. Resume with the config the run was "
                 "saved with (RUN_DIR/config.yaml; fields such as reset_mode may not change) and the crl version "
                 "that wrote it, or start a new run directory")
+    return None
+
+
+def _unreadable_data(err: BaseException) -> str | None:
+    """TensorStore's words when array data is truncated, overwritten or missing (None for any other error)."""
+    for e in _chain(err):
+        if isinstance(e, FileNotFoundError) or any(mark in str(e) for mark in UNREADABLE_DATA_MARKS):
+            return f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
     return None
 
 
