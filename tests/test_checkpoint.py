@@ -117,6 +117,7 @@ RESTORE_FAILURES = {  # injected error -> words the CheckpointRestoreError must 
     "memory": (MemoryError(), "out of memory"),
     "xla_oom": (jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6.00GiB"),
                 "out of memory"),
+    "unexpected": (RuntimeError("a bug, not the files"), "unexpected error"),
 }
 
 
