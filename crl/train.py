@@ -233,12 +233,13 @@ def _roll_back(programs: Programs, ckpt: Checkpointer, bad_state: TrainingState,
     state = restored.state.replace(key=keys)
     if restored.has_buffer:
         return state, restored.epoch
-    return programs.prefill(state.replace(buffer=_fresh_buffer(programs))), restored.epoch
+    return programs.prefill(state.replace(buffer=_empty_buffer(abstract.buffer))), restored.epoch
 
 
-def _fresh_buffer(programs: Programs) -> Any:
-    """An empty replay buffer on the state's shardings, alone (XLA drops the rest of the init program)."""
-    return jax.jit(lambda: programs.init().buffer)()
+def _empty_buffer(abstract_buffer: Any) -> rb.BufferState:
+    """An empty replay buffer (zeros, as rb.init_buffer makes it) on the state's shardings; nothing else is built."""
+    return jax.jit(lambda: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), abstract_buffer),
+                   out_shardings=jax.tree.map(lambda s: s.sharding, abstract_buffer))()
 
 
 def _any_process(flag: Any) -> bool:
@@ -294,7 +295,7 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
                           "Keep these fields as they were, or start a new run directory")
     resumed = ckpt.restore_latest(abstract, log=say) if ckpt and ckpt.steps() else None
     if resumed and not resumed.has_buffer:
-        resumed.state = resumed.state.replace(buffer=_fresh_buffer(programs))
+        resumed.state = resumed.state.replace(buffer=_empty_buffer(abstract.buffer))
     state = None if resumed else programs.init()  # one training state: the restored one or a fresh one
     shapes = jax.eval_shape(trainer.networks.init, jax.random.PRNGKey(0))  # one seed's params, never allocated
     params_info = {"critic_params": param_count(shapes["critic"]), "actor_params": param_count(shapes["actor"])}

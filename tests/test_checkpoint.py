@@ -264,7 +264,7 @@ def test_crl_eval_reproduces_logged_metrics_and_exports_actor(uninterrupted, tmp
 
 
 def test_nan_rollback_retries_from_last_checkpoint_then_gives_up(tmp_path):
-    cfg = small(tmp_path / "rollback", nan_rollbacks=2, progress=True)
+    cfg = small(tmp_path / "rollback", nan_rollbacks=2, progress=True, checkpoint_buffer_mb=0)  # rollback refills
     trainer = make_trainer(cfg)
     per_epoch = trainer.plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step
     clean_step = trainer.sgd_step
