@@ -284,15 +284,15 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     writer = jax.process_index() == 0
     say = print_fn if cfg.progress and print_fn and writer else (lambda _: None)
     run_dir = Path(cfg.run_dir or default_run_dir(cfg))
-    programs = make_programs(trainer)
-    programs = check_memory(trainer, programs, say)  # compiled from abstract shapes; refuses a run that cannot fit
-    abstract = jax.eval_shape(programs.init)  # the state's shapes and shardings; nothing allocated
     ckpt = Checkpointer(run_dir, cfg.keep_checkpoints, cfg.keep_best_checkpoint) if cfg.checkpoint_every else None
     saved = ckpt.saved_config() if ckpt else None
     changed = shape_differences(saved, cfg) if saved else []
-    if changed:
+    if changed:  # refused before minutes of compiling
         raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
                           "Keep these fields as they were, or start a new run directory")
+    programs = make_programs(trainer)
+    programs = check_memory(trainer, programs, say)  # compiled from abstract shapes; refuses a run that cannot fit
+    abstract = jax.eval_shape(programs.init)  # the state's shapes and shardings; nothing allocated
     resumed = ckpt.restore_latest(abstract, log=say) if ckpt and ckpt.steps() else None
     if resumed and not resumed.has_buffer:
         resumed.state = resumed.state.replace(buffer=_empty_buffer(abstract.buffer))

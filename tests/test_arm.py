@@ -259,7 +259,17 @@ def _cube_at_start(env, state0, speed=0.0):
     """state0 with every cube at its start region's (or bin's) centre, sliding at `speed` m/s along +x."""
     q = state0.pipeline_state.q.at[:, env._cube_q:env._cube_q + 2].set(jnp.asarray(env.task.cube_start))
     qd = jnp.zeros_like(state0.pipeline_state.qd).at[:, env._cube_q].set(speed)  # free joint dofs: vx first
-    return state0.replace(pipeline_state=jax.vmap(env.pipeline_init)(q, qd))
+    return state0.replace(pipeline_state=_pipeline_init(env)(q, qd))
+
+
+_PIPELINE_INITS = {}
+
+
+def _pipeline_init(env):
+    """jit(vmap(env.pipeline_init)), built once per env id: run eagerly, MJX's kinematics take ~1 min on CPU."""
+    if env.spec.name not in _PIPELINE_INITS:
+        _PIPELINE_INITS[env.spec.name] = jax.jit(jax.vmap(env.pipeline_init))
+    return _PIPELINE_INITS[env.spec.name]
 
 
 def test_cube_cannot_pass_through_a_bin_wall(made):

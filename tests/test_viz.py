@@ -27,7 +27,8 @@ LEARNED_RUN = dict(env="point_u_maze", eval_env="point_u_maze_eval", total_env_s
                    sgd_steps_per_train_step=16, num_eval_envs=16, critic_width=64, actor_width=64, repr_dim=64)
 FAR_GOAL_CELLS = ((3, 1), (3, 2), (3, 3))  # point_u_maze's goals behind the wall, seen from the start (1, 1)
 MIN_RANK_CORRELATION = 0.5  # mean Spearman rho of Q with -path distance over FAR_GOAL_CELLS (measured 0.73)
-MIN_GAIN_OVER_INIT = 0.2  # ... and above the same network at initialisation (measured 0.36 there)
+MIN_GAIN_OVER_INIT = 0.2  # ... and above the same network at initialisation (mean over INIT_SAMPLES inits)
+INIT_SAMPLES = 4  # one random init's correlation varies (measured 0.36 and 0.48 for two inits)
 SAMPLED_POINTS = 64
 RENDER_EVERY = 4
 RENDER_SIZE = ("--height", "96", "--width", "128")
@@ -153,9 +154,13 @@ def test_q_map_of_a_trained_agent_follows_the_path_distance(learned):
     centres = np.array([[i, j] for i, j in by_hand], np.float32)
     np.testing.assert_array_equal(path_distance(view.maze("test"), np.array([3.0, 1.0]), centres),
                                   list(by_hand.values()))
-    init = view.trainer.networks.init(streams.stream_key(view.cfg.seed, streams.PARAMS))  # the run's own init
     trained = correlations(view)
-    untrained = correlations(dataclasses.replace(view, actor_params=init["actor"], critic_params=init["critic"]))
+    untrained = []  # the same network at initialisation: the run's own init and those of the next seeds
+    for seed in range(view.cfg.seed, view.cfg.seed + INIT_SAMPLES):
+        init = view.trainer.networks.init(streams.stream_key(seed, streams.PARAMS))
+        untrained.append(correlations(dataclasses.replace(view, actor_params=init["actor"],
+                                                          critic_params=init["critic"])))
+    untrained = np.array(untrained)
     assert trained.mean() > MIN_RANK_CORRELATION, trained
     assert (trained > 0).all(), trained
     assert trained.mean() > untrained.mean() + MIN_GAIN_OVER_INIT, (trained, untrained)
