@@ -25,11 +25,13 @@ install-tpu: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/crl train --config configs/quickstart.yaml
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures stay shared within a file).
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-all: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m ""
+	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m ""
 
 bench: $(STAMP)
 	$(VENV)/bin/crl bench networks

@@ -101,8 +101,15 @@ RESET_ENVS = 16
 GOAL_ROUNDING_TOL = 1e-6
 
 
+# The reset modes are the shared training wrapper's: by default they are checked on one id of each kind of
+# goal set (training layout, far-goal eval, single-goal eval, stitching, a big and the hardest maze, ant);
+# every other id runs with -m slow (its layout data is checked by test_every_env_resets_and_steps_under_jit).
+RESET_MODE_IDS = ("point_u_maze", "point_u_maze_eval", "point_u_maze_single_eval", "point_u_maze_gen_1f2f3f",
+                  "point_big_maze", "point_hardest_maze", "ant")
+
+
 @pytest.mark.parametrize(
-    "name", [n if _is_fast(n) else pytest.param(n, marks=pytest.mark.slow) for n in envs.list_envs()]
+    "name", [n if n in RESET_MODE_IDS else pytest.param(n, marks=pytest.mark.slow) for n in envs.list_envs()]
 )
 def test_every_env_fresh_reset_redraws_cached_reset_restores(name):
     """Through the training wrapper: `fresh` draws a new episode at every reset, `cached` restores the first."""
