@@ -51,12 +51,7 @@ class Programs:
     compile_s: float = 0.0
 
     def compile(self, state: Any) -> "Programs":
-        """Compile ahead of time (so compile time is measured apart from the first epoch); `state` may be abstract.
-
-        Programs already compiled (crl train's memory check compiles them from the abstract state) are returned as
-        they are."""
-        if isinstance(self.epoch, jax.stages.Compiled):
-            return self
+        """Compile ahead of time (so compile time is measured apart from the first epoch); `state` may be abstract."""
         t0 = time.perf_counter()
         compiled = dataclasses.replace(
             self, prefill=self.prefill.lower(state).compile(), epoch=self.epoch.lower(state).compile(),

@@ -291,8 +291,9 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
         raise ConfigError(f"cannot resume {run_dir} with a config that changes shapes: {'; '.join(changed)}. "
                           "Keep these fields as they were, or start a new run directory")
     programs = make_programs(trainer)
-    programs = check_memory(trainer, programs, say)  # compiled from abstract shapes; refuses a run that cannot fit
     abstract = jax.eval_shape(programs.init)  # the state's shapes and shardings; nothing allocated
+    # compiled from the abstract state (training runs these very programs); refuses a run that cannot fit
+    programs = check_memory(trainer, programs, abstract, say)
     resumed = ckpt.restore_latest(abstract, log=say) if ckpt and ckpt.steps() else None
     if resumed and not resumed.has_buffer:
         resumed.state = resumed.state.replace(buffer=_empty_buffer(abstract.buffer))
@@ -303,7 +304,7 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
                        resume_epoch=resumed.epoch if resumed else None, seeds=run_seeds(cfg), writer=writer)
     try:
         with StopOnSignals() as stop:
-            return _run(cfg, trainer, programs.compile(abstract), state, resumed, logger, ckpt, stop, say, params_info)
+            return _run(cfg, trainer, programs, state, resumed, logger, ckpt, stop, say, params_info)
     finally:
         logger.close()
         if ckpt:

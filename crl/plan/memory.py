@@ -62,11 +62,6 @@ def abstract_state(programs: Programs) -> Any:
     return jax.eval_shape(programs.init)
 
 
-def compile_abstract(programs: Programs) -> Programs:
-    """Programs compiled from the abstract state: nothing is allocated, and training can run them as they are."""
-    return programs.compile(abstract_state(programs))
-
-
 def memories(compiled: Programs) -> dict[str, ProgramMemory]:
     return {name: program_memory(getattr(compiled, name)) for name in COMPILED_PROGRAMS}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import jax
 
@@ -44,10 +45,10 @@ class Plan:
         return None if self.flops_per_update is None else self.flops_per_update * self.sgd_steps
 
 
-def measured_plan(trainer, programs: Programs) -> tuple[Programs, Plan]:
-    """Compile the programs from the abstract state (nothing allocated); return them and the plan (no FLOPs)."""
+def measured_plan(trainer, programs: Programs, abstract: Any) -> tuple[Programs, Plan]:
+    """Compile the programs from `abstract` (their state's shapes and shardings: nothing allocated); return them
+    and the plan (no FLOPs)."""
     t0 = time.perf_counter()
-    abstract = abstract_state(programs)
     compiled = programs.compile(abstract)
     measured = memories(compiled)
     return compiled, Plan(cfg=trainer.cfg, steps=trainer.plan, episode_length=trainer.spec.episode_length,
@@ -60,7 +61,8 @@ def make_plan(cfg: TrainConfig, with_flops: bool = True) -> Plan:
     from crl.train import make_trainer  # crl.train imports this package for its memory check
 
     trainer = make_trainer(cfg)
-    _, plan = measured_plan(trainer, make_programs(trainer))
+    programs = make_programs(trainer)
+    _, plan = measured_plan(trainer, programs, abstract_state(programs))
     if with_flops:
         plan = dataclasses.replace(plan, flops_per_update=sgd_update_flops(cfg) * cfg.num_seeds)
     return plan

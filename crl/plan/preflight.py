@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Callable
+from typing import Any, Callable
 
 import jax
 
@@ -33,10 +33,10 @@ def local_capacity() -> Capacity:
     return Capacity(device.platform, int(device.memory_stats()[BYTES_LIMIT]))
 
 
-def check_memory(trainer, programs: Programs, say: Callable[[str], None],
+def check_memory(trainer, programs: Programs, abstract: Any, say: Callable[[str], None],
                  probe: Callable[[], Capacity] | None = None) -> Programs:
     """Compiled programs for `trainer` if their peak fits the local device; ConfigError (naming a fix) if not."""
-    compiled, plan = measured_plan(trainer, programs)
+    compiled, plan = measured_plan(trainer, programs, abstract)
     capacity = (probe or local_capacity)()
     epoch = plan.programs["epoch"]
     figures = (f"predicted peak {gib(plan.peak_bytes)} (epoch program: {gib(epoch.argument)} state + "
