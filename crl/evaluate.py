@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 
 from crl.envs.spec import EnvSpec
-from crl.streams import epoch_eval_key  # noqa: F401  (re-exported: crl eval and viz derive the run's eval keys)
 
 HEADLINE_PREFIX = "eval/episode_"
 Policy = Callable[[Any, jax.Array, jax.Array], jax.Array]  # (params, obs, key) -> action

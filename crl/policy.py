@@ -12,7 +12,7 @@ import jax
 from crl import envs
 from crl.checkpoint import Checkpointer
 from crl.config import TrainConfig, from_dict, to_dict
-from crl.evaluate import epoch_eval_key
+from crl.streams import epoch_eval_key
 from crl.networks import make_networks
 
 ACTOR_PARAMS_FILE = "actor.msgpack"
