@@ -7,14 +7,36 @@ import sys
 import crl  # noqa: F401  (sets XLA flags before jax loads)
 from crl import _platform
 
-TRAIN_HELP = """Train a CRL agent. `--config FILE.yaml` loads a preset (see configs/); every field can then be
-overridden, e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`.
-`--resume RUN_DIR` continues a run from its newest valid checkpoint with the run's own config; field flags
-override it (`--config` with `--resume` is an error). A run dir that already holds checkpoints is resumed
-automatically. `--distributed` joins a multi-host run through
-jax.distributed (SLURM is detected; elsewhere add --coordinator HOST:PORT --num-processes N --process-id I);
-the data mesh then spans every process's devices and process 0 writes the logs. Exit codes: 0 done, 2 bad config or no
-restorable checkpoint, 3 non-finite values, 75 stopped by a signal after saving a checkpoint (requeue and resume)."""
+TRAIN_HELP = ("Train a CRL agent. Start from a preset (`--config`) or the defaults, then override any field below, "
+              "e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`. `--resume RUN_DIR` "
+              "continues a run from its newest valid checkpoint with the run's own config; field flags override it "
+              "(`--config` with `--resume` is an error). A run dir that already holds checkpoints is resumed "
+              "automatically. With `--distributed` the data mesh spans every process's devices and process 0 writes "
+              "the logs. Exit codes: 0 done, 2 bad config or no restorable checkpoint, 3 non-finite values, 75 stopped "
+              "by a signal after saving a checkpoint (requeue and resume).")
+HELP_FLAGS = ("-h", "--help")
+
+
+def _train_launch_parser() -> argparse.ArgumentParser:
+    """The options read before the config fields (where the config comes from, how processes join)."""
+    parser = argparse.ArgumentParser(prog="crl train", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
+    launch = parser.add_argument_group("launch options (before the config fields; see also the fields table below)")
+    launch.add_argument("--config", default=None, metavar="FILE.yaml",
+                        help="preset to start from, e.g. configs/quickstart.yaml (default: %(default)s, the built-in "
+                             "defaults)")
+    launch.add_argument("--resume", default=None, metavar="RUN_DIR",
+                        help="continue RUN_DIR from its newest valid checkpoint with its own config.yaml; not with "
+                             "--config (default: %(default)s)")
+    launch.add_argument("--distributed", action="store_true",
+                        help="join a multi-host run through jax.distributed; under SLURM the processes are detected, "
+                             "elsewhere also give the three options below (default: %(default)s)")
+    launch.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                        help="with --distributed outside SLURM: process 0's address (default: %(default)s)")
+    launch.add_argument("--num-processes", type=int, default=None, metavar="N",
+                        help="with --distributed outside SLURM: how many processes join (default: %(default)s)")
+    launch.add_argument("--process-id", type=int, default=None, metavar="I",
+                        help="with --distributed outside SLURM: this process's rank, 0 to N-1 (default: %(default)s)")
+    return parser
 
 
 def _train(argv: list[str]) -> int:
@@ -22,21 +44,18 @@ def _train(argv: list[str]) -> int:
 
     from crl.config import ConfigError, TrainConfig, load_yaml
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    pre.add_argument("--resume", default=None, metavar="RUN_DIR")
-    pre.add_argument("--distributed", action="store_true")
-    pre.add_argument("--coordinator", default=None, metavar="HOST:PORT")
-    pre.add_argument("--num-processes", type=int, default=None)
-    pre.add_argument("--process-id", type=int, default=None)
+    pre = _train_launch_parser()
     known, rest = pre.parse_known_args(argv)
+    wants_help = any(flag in rest for flag in HELP_FLAGS)
+    if wants_help:
+        print(pre.format_help())  # tyro's table below lists only the config fields
     if known.config and known.resume:
         print(f"crl train: --config and --resume together: a resumed run keeps the config it was started with "
               f"({known.resume}/config.yaml); drop --config and give changes as field flags, e.g. "
               f"crl train --resume {known.resume} --num-epochs 200", file=sys.stderr)
         return 2
     try:
-        if known.distributed:
+        if known.distributed and not wants_help:
             from crl.distributed import initialize
 
             initialize(known.coordinator, known.num_processes, known.process_id)
@@ -73,36 +92,47 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
-def _envs(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="crl envs", description="List registered environments and their specs.")
-    parser.parse_args(argv)
-    from crl import envs
+ENVS_HEADER = ("id", "backend", "state", "goal", "action", "dt", "success r", "episode")
 
-    header = ("id", "backend", "state", "goal", "action", "dt", "success r", "episode")
-    rows = []
-    for name in envs.list_envs():
-        spec = envs.spec(name)
-        rows.append((name, spec.backend, spec.state_dim, spec.goal_dim, spec.action_size, f"{spec.dt:g}",
-                     f"{spec.success_radius:g}", spec.episode_length))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
+
+def _catalog_rows() -> list[tuple]:
+    """One row per built-in id, read from the written-down catalog (no jax, no simulator: instant)."""
+    from crl.env_catalog import SPECS
+
+    return [(name, s["backend"], s["state_dim"], len(s["goal_indices"]), s["action_size"], f"{s['dt']:g}",
+             f"{s['success_radius']:g}", s["episode_length"]) for name, s in sorted(SPECS.items())]
+
+
+def _envs(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="crl envs", description="List the built-in environments and their specs "
+                                     "(state, goal and action sizes, time step, success radius, episode length).")
+    parser.parse_args(argv)
+    from crl.env_catalog import FAMILIES
+
+    rows = _catalog_rows()
+    widths = [max(len(str(r[i])) for r in [ENVS_HEADER, *rows]) for i in range(len(ENVS_HEADER))]
+    for row in [ENVS_HEADER, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
-    for family in envs.list_patterns():
-        print(f"family {family}: any config resolves on `crl train --env`, e.g. the ids above (reference 6.2)")
+    for family in FAMILIES:
+        print(f"family {family}: other layouts and stitching configs resolve by this pattern on `crl train --env`, "
+              "e.g. the _gen_ ids above")
     return 0
 
 
 def _eval(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="crl eval", description="Evaluate a run's saved actor (deterministic "
                                      "policy, fresh resets) and print the metrics as JSON.")
-    parser.add_argument("run_dir")
-    parser.add_argument("--checkpoint", type=int, default=None, metavar="EPOCH", help="default: the newest valid")
-    parser.add_argument("--eval-env", default=None, help="default: the run's eval env")
-    parser.add_argument("--num-eval-envs", type=int, default=None)
+    parser.add_argument("run_dir", help="a run directory written by `crl train` (holds config.yaml and checkpoints/)")
+    parser.add_argument("--checkpoint", type=int, default=None, metavar="EPOCH",
+                        help="epoch of the checkpoint to evaluate (default: the newest valid)")
+    parser.add_argument("--eval-env", default=None, metavar="ID",
+                        help="environment id to evaluate on (default: the run's eval env)")
+    parser.add_argument("--num-eval-envs", type=int, default=None, metavar="N",
+                        help="parallel evaluation episodes (default: the run's num_eval_envs)")
     parser.add_argument("--seed", type=int, default=None,
                         help="evaluation key; default: the run's own key for that epoch (reproduces its log)")
     parser.add_argument("--export-actor", default=None, metavar="DIR",
-                        help="also write the actor params alone (msgpack + json) for inference")
+                        help="also write the actor params alone (msgpack + json) for inference to DIR (default: not written)")
     parser.add_argument("--actor-seed", type=int, default=None,
                         help="with --export-actor on a multi-seed run: which seed's actor (default: the first)")
     args = parser.parse_args(argv)

@@ -8,7 +8,8 @@ Importing this package registers every built-in id (cheap: only factories are st
 MJX arm tasks `arm_reach`, `arm_push_*`, `arm_binpick_*`, `arm_grasp` (arm.py, arm_scenes.py, assets/arm.xml).
 Every maze robot also has stitching ids `<robot>_<layout>_gen_<cfg>` (stitching.py, families.py).
 Shared: layouts (maze.py), wall boxes for any MJCF (walls.py), start/goal samplers (tasks.py),
-System loading and name lookups (model.py).
+System loading and name lookups (model.py). The built-ins' specs are also written down in
+crl/env_catalog.py (catalog.py), declared here so `list_specs` and `crl envs` build no env.
 """
 import contextlib
 import io
@@ -28,12 +29,15 @@ from . import humanoid_maze as _humanoid_maze
 from . import point_maze as _point_maze
 from . import pusher as _pusher
 from . import reacher as _reacher
+from . import catalog as _catalog
 from .registry import (
     DuplicateEnvError,
     UnknownEnvError,
     check_name,
+    declare_specs,
     list_envs,
     list_patterns,
+    list_specs,
     make,
     register,
     register_pattern,
@@ -53,6 +57,7 @@ _cheetah.register_all(register)
 _humanoid.register_all(register)
 _humanoid_maze.register_all(register)
 _arm.register_all(register)
+declare_specs(_catalog.catalog_specs())
 
 __all__ = [
     "DuplicateEnvError",
@@ -61,8 +66,10 @@ __all__ = [
     "TRAJ_ID_KEY",
     "UnknownEnvError",
     "check_name",
+    "declare_specs",
     "list_envs",
     "list_patterns",
+    "list_specs",
     "make",
     "register",
     "register_pattern",

@@ -6,6 +6,8 @@
     crl.envs.spec("my_env")                     # EnvSpec (builds the env once, then cached)
 
 Factories are stored, not called, so registering is free; an env is built only by make/spec.
+`declare_specs` records specs known without building (the built-ins' catalog), which
+`list_specs` returns so a listing builds nothing.
 Parametric families (e.g. stitching ids `ant_<layout>_gen_<cfg>`) register an id pattern with
 `register_pattern`: `make` resolves a matching name that has no factory of its own.
 """
@@ -21,21 +23,45 @@ Factory = Callable[..., Any]
 
 _FACTORIES: dict[str, Factory] = {}
 _SPEC_CACHE: dict[str, EnvSpec] = {}
+_DECLARED_SPECS: dict[str, EnvSpec] = {}  # specs known without building the env; dropped on re-register
 _PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Factory]]] = {}  # description -> (regex, resolver)
 _CLOSE_MATCH_CUTOFF = 0.6  # difflib similarity below which no suggestion is made
+_FAMILY_SEPARATOR = "_"  # an id's family is its first part: ant, point, humanoid, arm, ...
+
+
+def closest_env(name: str, known: list[str]) -> str | None:
+    """The known id most like `name`, or None when none is close enough to suggest."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
+    return close[0] if close else None
+
+
+def id_families(known: list[str]) -> list[str]:
+    """`known` grouped by first part (`point_u_maze`, `point_big_maze` -> `point*`): a short stand-in for the list."""
+    groups: dict[str, list[str]] = {}
+    for name in sorted(known):
+        groups.setdefault(name.split(_FAMILY_SEPARATOR, 1)[0], []).append(name)
+    return [members[0] if len(members) == 1 else f"{head}*" for head, members in groups.items()]
+
+
+def unknown_env_message(name: str, known: list[str] | None = None, patterns: list[str] | None = None) -> str:
+    """One short line for an unknown id: the closest id, the id families, and where the full list is."""
+    known = list_envs() if known is None else known
+    patterns = list_patterns() if patterns is None else patterns
+    closest = closest_env(name, known)
+    hint = f" Did you mean {closest!r}?" if closest else ""
+    families = f" Families: {', '.join(patterns)}." if patterns else ""
+    return (f"unknown environment {name!r}.{hint} Ids: {', '.join(id_families(known)) or '(none registered)'}."
+            f"{families} `crl envs` lists every id with its spec.")
 
 
 class UnknownEnvError(KeyError, ValueError):
-    """Raised for a name that is not registered; the message lists known names and the closest match."""
+    """Raised for a name that is not registered; the message names the closest match and the id families."""
 
     def __init__(self, name: str, known: list[str], patterns: list[str] = ()):
         self.name = name
         self.known = known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
-        self.closest = close[0] if close else None
-        hint = f" Did you mean {self.closest!r}?" if self.closest else ""
-        families = f" Families: {', '.join(patterns)}." if patterns else ""
-        self.message = f"unknown environment {name!r}.{hint} Known environments: {', '.join(known) or '(none)'}.{families}"
+        self.closest = closest_env(name, known)
+        self.message = unknown_env_message(name, known, list(patterns))
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would repr() the message
@@ -62,6 +88,24 @@ def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
         )
     _FACTORIES[name] = factory
     _SPEC_CACHE.pop(name, None)
+    _DECLARED_SPECS.pop(name, None)
+
+
+def declare_specs(specs: dict[str, EnvSpec]) -> None:
+    """Record the specs of registered ids without building them (for listings); re-registering an id drops its spec.
+
+    Raises UnknownEnvError for an id that is not registered and ValueError for a spec named otherwise.
+    """
+    for name, env_spec in specs.items():
+        _check_known(name)
+        if env_spec.name != name:
+            raise ValueError(f"spec declared for {name!r} is named {env_spec.name!r}; give the id as its name")
+    _DECLARED_SPECS.update(specs)
+
+
+def list_specs() -> dict[str, EnvSpec]:
+    """Every registered id's spec: the declared one where there is one, else built once (see `spec`)."""
+    return {name: _DECLARED_SPECS.get(name) or spec(name) for name in list_envs()}
 
 
 def register_pattern(description: str, pattern: re.Pattern | str, resolve: Callable[[re.Match], Factory]) -> None:
@@ -84,6 +128,7 @@ def unregister(name: str) -> None:
     _check_known(name)
     del _FACTORIES[name]
     _SPEC_CACHE.pop(name, None)
+    _DECLARED_SPECS.pop(name, None)
 
 
 def list_envs() -> list[str]:
