@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import types
+import typing
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
@@ -91,23 +95,175 @@ def field_names() -> list[str]:
 
 
 def from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
-    """Build a TrainConfig from a mapping, rejecting unknown keys with the closest known name."""
+    """Build a TrainConfig from a mapping: unknown keys name the closest field, values take the field's type."""
     known = field_names()
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"{source}: unknown field '{key}'.{hint} Known fields: {', '.join(known)}")
-    return TrainConfig(**values)
+    return TrainConfig(**{name: coerce_field(name, value, source) for name, value in values.items()})
+
+
+class _WrongType(ValueError):
+    """A value that a field's type cannot take (coerce_field turns it into a ConfigError naming the field)."""
+
+
+def _to_int(value: Any) -> int:
+    """An int, or a whole number written as a float or as text (YAML 1.1 reads `1e8` as the string '1e8')."""
+    if isinstance(value, bool):
+        raise _WrongType
+    if isinstance(value, int):
+        return value
+    number = _to_float(value)
+    if not number.is_integer():
+        raise _WrongType
+    return int(number)
+
+
+def _to_float(value: Any) -> float:
+    """A float from a number or from text such as '1e-4' (YAML 1.1 reads `1e-4` as a string)."""
+    if isinstance(value, bool):
+        raise _WrongType
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            raise _WrongType from None
+    raise _WrongType
+
+
+def _to_bool(value: Any) -> bool:
+    """Only true/false: a number or a string such as 'no' is more likely a mistake than a switch."""
+    if not isinstance(value, bool):
+        raise _WrongType
+    return value
+
+
+def _to_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _WrongType
+    return value
+
+
+COERCERS: dict[type, Callable[[Any], Any]] = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+TYPE_NAMES = {int: "an int", float: "a float", bool: "true or false", str: "a string"}
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Each TrainConfig field's declared type (the annotations are strings under `from __future__ import annotations`)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def _choices(kind: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a Literal type, else None."""
+    return typing.get_args(kind) if typing.get_origin(kind) is Literal else None
+
+
+def _optional_inner(kind: Any) -> Any | None:
+    """T for `T | None`, else None."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) and type(None) in args:
+        return next(arg for arg in args if arg is not type(None))
+    return None
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    """`value` as an instance of `kind` (a plain type, a Literal or `T | None`); _WrongType when it cannot be."""
+    inner = _optional_inner(kind)
+    if inner is not None:
+        return None if value is None else _convert(inner, value)
+    choices = _choices(kind)
+    if choices is not None:
+        if value not in choices:
+            raise _WrongType
+        return value
+    return COERCERS[kind](value)
+
+
+def expected_text(kind: Any) -> str:
+    """What a field of type `kind` takes, in words: 'a float (e.g. 1e-4 or 0.0003)', "one of 'norm', 'l2'"."""
+    inner = _optional_inner(kind)
+    if inner is not None:
+        return f"{expected_text(inner)} or null"
+    choices = _choices(kind)
+    if choices is not None:
+        return "one of " + ", ".join(repr(choice) for choice in choices)
+    return TYPE_NAMES[kind]
+
+
+def _example(name: str) -> str:
+    """`name: default` as it would be written in a preset."""
+    return yaml.safe_dump({name: getattr(TrainConfig(), name)}).strip()
+
+
+def coerce_field(name: str, value: Any, source: str = "config") -> Any:
+    """`value` converted to field `name`'s declared type; ConfigError naming the field, value and type if it cannot."""
+    kind = _field_types()[name]
+    try:
+        return _convert(kind, value)
+    except _WrongType:
+        raise ConfigError(f"{source}: {name} = {value!r} ({type(value).__name__}): expected {expected_text(kind)}, "
+                          f"e.g. `{_example(name)}`") from None
 
 
 BASE_KEY = "base"  # a preset may start from another: `base: ../paper.yaml` (path relative to the preset)
+PRESETS_PACKAGE = "crl.configs"  # the repository's configs/, shipped in the package (pyproject package-dir)
+PRESET_SUFFIX = ".yaml"
+SWEEPS_FOLDER = "sweeps"  # sweep specs, not TrainConfig presets
+
+
+def presets_dir() -> Path:
+    """Where the shipped presets live: configs/ of the checkout (editable install) or of the installed package."""
+    return Path(str(resources.files(PRESETS_PACKAGE)))
+
+
+def preset_names(folder: str = "") -> list[str]:
+    """Names that resolve_preset takes for `folder` ('' TrainConfig presets, 'sweeps' sweep specs), e.g. 'paper/humanoid'."""
+    root = presets_dir() / folder
+    names = [path.relative_to(root).with_suffix("").as_posix() for path in root.rglob(f"*{PRESET_SUFFIX}")]
+    return sorted((name for name in names if folder or not name.startswith(f"{SWEEPS_FOLDER}/")),
+                  key=lambda name: (name.count("/"), name))
+
+
+def resolve_preset(name: str | Path, folder: str = "", relative_to: Path | None = None,
+                   what: str = "config file") -> Path:
+    """An existing file (relative to `relative_to` when given) as is, else the shipped preset of that name.
+
+    Names have no suffix: `quickstart`, `paper/ant_big_maze` (and `point_depth_cpu` with folder 'sweeps'), so
+    `crl train --config quickstart` works from any directory.
+    """
+    path = Path(relative_to or "") / name
+    if path.is_file():
+        return path
+    preset = presets_dir() / folder / f"{name}{PRESET_SUFFIX}"
+    if Path(name).suffix != PRESET_SUFFIX and preset.is_file():
+        return preset
+    raise ConfigError(f"{what} {path} does not exist and is not a preset name.{_preset_hint(path, folder)} "
+                      f"Give a path or a preset: {_preset_listing(folder)}")
+
+
+def _preset_hint(path: Path, folder: str) -> str:
+    """' Did you mean the preset `quickstart`?' when `path` ends like a preset file (configs/quickstart.yaml)."""
+    matches = [name for name in preset_names(folder) if path.as_posix().endswith(f"{name}{PRESET_SUFFIX}")]
+    return f" Did you mean the preset `{max(matches, key=len)}`?" if matches else ""
+
+
+def _preset_listing(folder: str) -> str:
+    """'arm_reach_cpu, paper, quickstart; paper/: ant_big_maze, ...': the preset names, grouped by folder."""
+    groups: dict[str, list[str]] = {}
+    for name in preset_names(folder):
+        parent, _, stem = name.rpartition("/")
+        groups.setdefault(parent, []).append(stem)
+    return "; ".join(f"{parent}/: {', '.join(stems)}" if parent else ", ".join(stems)
+                     for parent, stems in groups.items())
 
 
 def _yaml_values(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The preset's fields, with its `base:` chain applied first (later files override earlier ones)."""
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist; presets live in configs/ (e.g. configs/quickstart.yaml)")
     if path.resolve() in seen:
         raise ConfigError(f"{path}: `{BASE_KEY}:` chain loops back to itself ({' -> '.join(map(str, seen))})")
     values = yaml.safe_load(path.read_text()) or {}
@@ -116,11 +272,13 @@ def _yaml_values(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = values.pop(BASE_KEY, None)
     if base is None:
         return values
-    return {**_yaml_values(path.parent / base, (*seen, path.resolve())), **values}
+    base_path = resolve_preset(str(base), relative_to=path.parent, what=f"{path}: `{BASE_KEY}:`")
+    return {**_yaml_values(base_path, (*seen, path.resolve())), **values}
 
 
 def load_yaml(path: str | Path) -> TrainConfig:
-    path = Path(path)
+    """A TrainConfig from a preset file, or from a shipped preset's name (`quickstart`, `paper/ant_big_maze`)."""
+    path = resolve_preset(path)
     return from_dict(_yaml_values(path), source=str(path))
 
 
@@ -171,7 +329,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
 
     Returns the step plan, or None when episode_length is not given (only field-level checks then run).
     """
-    _check_positive(cfg, ["num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
+    _check_positive(cfg, ["total_env_steps", "num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
                           "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "num_seeds", "critic_width",
                           "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
     for name in ("critic_depth", "actor_depth"):

@@ -105,6 +105,16 @@ def mean_record(records: list[dict[str, float]]) -> dict[str, float]:
     return {key: sum(r[key] for r in records) / len(records) for key in records[0]}
 
 
+def with_resume(resolved: dict[str, Any], previous: dict[str, Any], resume_epoch: int) -> dict[str, Any]:
+    """config.yaml after a resume: the launch `command:` stays; this resume (epoch, changed fields, command) is
+    appended to `resumes:`, so the file tells how the run was started and every way it was continued."""
+    changed = {k: [v, resolved["config"][k]] for k, v in previous.get("config", {}).items()
+               if resolved["config"].get(k) != v}
+    resume = {"from_epoch": resume_epoch, "changed": changed, "command": resolved["command"]}
+    return {**resolved, "command": previous.get("command", resolved["command"]),
+            "resumes": [*previous.get("resumes", []), resume]}
+
+
 class RunLogger:
     """Writes one run's artefacts: config.yaml at start, then per log call one JSON line per seed.
 
@@ -129,11 +139,7 @@ class RunLogger:
         resolved = {"config": to_dict(cfg), "step_plan": dataclasses.asdict(plan),
                     "versions": library_versions(), "command": " ".join(sys.argv), **(extra or {})}
         if resume_epoch is not None and config_path.exists():
-            previous = yaml.safe_load(config_path.read_text()) or {}
-            changed = {k: [v, resolved["config"][k]] for k, v in previous.get("config", {}).items()
-                       if resolved["config"].get(k) != v}
-            resolved["resumes"] = [*previous.get("resumes", []), {"from_epoch": resume_epoch, "changed": changed,
-                                                                  "command": resolved["command"]}]
+            resolved = with_resume(resolved, yaml.safe_load(config_path.read_text()) or {}, resume_epoch)
         config_path.write_text(yaml.safe_dump(resolved, sort_keys=False))
 
     def truncate(self, epoch: int | None) -> None:

@@ -1,5 +1,6 @@
 """Sweeps: specs expand into validated runs with stable ids; the local and submitit runners isolate crashes,
 record status.json and skip finished runs when relaunched."""
+import dataclasses
 import json
 import pickle
 import re
@@ -15,13 +16,14 @@ import yaml
 from crl.config import ConfigError, validate
 from crl.sweep import main, runs
 from crl.sweep.slurm import TrainJob
+from crl.sweep.check import check_runs
 from crl.sweep.spec import MAX_ID_LEN, expand, load_spec, run_id
 from tiny_run import TINY_RUN
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The shared tiny CPU run (tests/tiny_run.py): seconds once compiled (the compile cache serves later runs).
 TINY = {**TINY_RUN, "num_epochs": 3, "random_baseline": False, "checkpoint_every": 1}
-CRASH_BATCH = 4096  # passes field-level checks, but crl train rejects it (exit 2): more than 16 envs x 99 steps
+CRASH_DEVICES = 64  # passes the sweep's checks, but crl train rejects it (exit 2): this CPU shows fewer devices
 LOCAL_SLURM = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4}
 WAIT_S = 60  # for a fake child to start or a sweep to stop
 
@@ -36,7 +38,10 @@ def write_spec(folder: Path, **spec) -> Path:
 
 
 def expanded(tmp_path, num_seeds=1, extra=None, **spec):
-    return expand(load_spec(write_spec(tmp_path, **spec), num_seeds), extra)
+    """The spec's runs, checked as `crl sweep` checks them before launching."""
+    points = expand(load_spec(write_spec(tmp_path, **spec), num_seeds), extra)
+    check_runs(points, "spec")
+    return points
 
 
 def fake_train(monkeypatch, code: str) -> None:
@@ -113,7 +118,8 @@ def test_seed_packing(tmp_path):
     ({"grid": {"critic_depth": []}}, "empty list"),
     ({"grid": {"critic_depth": 4}}, "must be a list"),
     ({"critic_depth": 4}, r"unknown key\(s\) \['critic_depth'\] \(TrainConfig fields go under"),
-    ({"grid": {"actor_lr": ["1e-4"]}}, "actor_lr = '1e-4' should be a float"),
+    ({"grid": {"actor_lr": ["fast"]}}, r"actor_lr = 'fast' \(str\): expected a float, e.g. `actor_lr: 0.0003`"),
+    ({"overrides": {"remat": "yes"}}, r"overrides: remat = 'yes' \(str\): expected true or false"),
     ({"grid": {"critic_depth": [4, 6]}}, "run critic_depth-6: critic_depth = 6: depth counts"),
     ({"slurm": {"gpus": 1}}, r"slurm: unknown key\(s\) \['gpus'\]"),
     ({"overrides": {"config": "tiny.yaml"}}, "unknown field 'config'"),
@@ -237,24 +243,24 @@ def test_slurm_resources_come_from_the_spec_and_the_command_line(tmp_path, monke
 # --- real training ---------------------------------------------------------------------------------------------
 
 def test_local_sweep_isolates_a_crash_and_relaunch_skips_finished_runs(tmp_path, capsys):
-    path = write_spec(tmp_path, zip=[{"seed": [0, 1, 0], "batch_size": [64, 64, CRASH_BATCH]}])
+    path = write_spec(tmp_path, zip=[{"seed": [0, 1, 0], "num_devices": [1, 1, CRASH_DEVICES]}])
     out = tmp_path / "sweep"
     assert main([str(path), "--out", str(out), "--jobs", "2"]) == 1
-    good = [out / "runs" / f"seed-{s}__batch_size-64" for s in (0, 1)]
-    bad = out / "runs" / f"seed-0__batch_size-{CRASH_BATCH}"
+    good = [out / "runs" / f"seed-{s}__num_devices-1" for s in (0, 1)]
+    bad = out / "runs" / f"seed-0__num_devices-{CRASH_DEVICES}"
     for run_dir in good:
         assert status(run_dir)["state"] == "done", (run_dir / "train.log").read_text()
         assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == TINY["num_epochs"] + 1
-        assert yaml.safe_load((run_dir / "input.yaml").read_text())["batch_size"] == 64
+        assert yaml.safe_load((run_dir / "input.yaml").read_text())["num_devices"] == 1
         assert "crl.cli train --config" in (run_dir / "command.txt").read_text()
     assert (status(bad)["state"], status(bad)["exit_code"], status(bad)["log"]) == ("failed", 2, "train.log")
-    assert "batch_size = 4096" in (bad / "train.log").read_text()
-    assert f"FAILED seed-0__batch_size-{CRASH_BATCH}: exit 2" in capsys.readouterr().out
+    assert f"num_devices = {CRASH_DEVICES}" in (bad / "train.log").read_text()
+    assert f"FAILED seed-0__num_devices-{CRASH_DEVICES}: exit 2" in capsys.readouterr().out
 
     stamps = [metrics_stamp(run_dir) for run_dir in good]
     assert main([str(path), "--out", str(out), "--jobs", "2"]) == 1
     output = capsys.readouterr().out
-    assert all(f"skip seed-{s}__batch_size-64: done before" in output for s in (0, 1))
+    assert all(f"skip seed-{s}__num_devices-1: done before" in output for s in (0, 1))
     assert [metrics_stamp(run_dir) for run_dir in good] == stamps  # not re-run
     assert [status(run_dir)["attempts"] for run_dir in good] == [1, 1]
     assert status(bad)["attempts"] == 2 and "attempt 2" in (bad / "train.log").read_text()
@@ -270,3 +276,64 @@ def test_submitit_local_executor_runs_to_done(tmp_path, capsys):
     assert yaml.safe_load((out / "sweep.yaml").read_text())["jobs"]["seed-0"] == status(run_dir)["job_id"]
     assert main([str(path), "--out", str(out), "--runner", "slurm", "--slurm-cluster", "local"]) == 0
     assert "nothing to submit" in capsys.readouterr().out
+
+
+# --- typed values, checks before launch, progress order, specs by name ---------------------------------------------
+
+def test_e_notation_is_a_float_in_grids_and_set(tmp_path):
+    from crl.sweep.cli import parse_assignments
+    from crl.sweep.spec import typed_values
+
+    # YAML 1.1 reads 1e-4 as the string '1e-4'; the runs still get floats, ids keep the text as written
+    points = expanded(tmp_path, grid={"actor_lr": ["1e-4", 3e-4]}, extra={"critic_lr": "1e-5"})
+    assert [(r.id, r.config.actor_lr, r.config.critic_lr) for r in points] == [
+        ("actor_lr-1e-4", 1e-4, 1e-5), ("actor_lr-0.0003", 3e-4, 1e-5)]
+    assert typed_values(parse_assignments(["actor_lr=1e-4", "total_env_steps=2e4"]), "--set") == {
+        "actor_lr": 1e-4, "total_env_steps": 20000}
+    assert main([str(write_spec(tmp_path, seeds=1)), "--set", "actor_lr=1e-4", "--dry-run"]) == 0
+
+
+def test_runs_that_cannot_start_are_named_and_nothing_launches(tmp_path, capsys):
+    path = write_spec(tmp_path, grid={"total_env_steps": [20000, 2000]}, seeds=2)
+    out = tmp_path / "sweep"
+    for dry_run in ([], ["--dry-run"]):
+        assert main([str(path), "--out", str(out), *dry_run]) == 2
+        err = capsys.readouterr().err
+        # 2000 steps: the 1600-step prefill leaves no training step in 3 epochs (needs the env's episode length)
+        assert "2 of 4 runs would fail before training, so none was launched" in err
+        assert all(f"run total_env_steps-2000__seed-{s}: total_env_steps = 2000 leaves no training step" in err
+                   for s in (0, 1))
+        assert "total_env_steps-20000" not in err
+    path = write_spec(tmp_path, seeds=2)
+    assert main([str(path), "--set", "total_env_steps=-5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 2 runs" in err and "run seed-1: total_env_steps = -5: must be positive" in err
+    assert main([str(path), "--set", "env=point_u_maz", "--out", str(out)]) == 2
+    assert "run seed-0: env = 'point_u_maz': unknown environment. Did you mean 'point_u_maze'" in capsys.readouterr().err
+    assert not out.exists()  # nothing written, nothing launched
+
+
+def test_progress_lines_come_in_the_order_things_happen(tmp_path, monkeypatch, capsys):
+    fake_train(monkeypatch, "pass")
+    assert main([str(write_spec(tmp_path, seeds=3)), "--out", str(tmp_path / "sweep"), "--jobs", "1"]) == 0
+    events = [line.split()[:2] for line in capsys.readouterr().out.splitlines()
+              if line.startswith(("start ", "[", "crl sweep: 3 done"))]
+    assert events == [["start", "seed-0"], ["[1/3]", "done"], ["start", "seed-1"], ["[2/3]", "done"],
+                      ["start", "seed-2"], ["[3/3]", "done"], ["crl", "sweep:"]]
+
+
+def test_specs_presets_and_bases_resolve_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
+    from crl.config import load_yaml
+
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("point_depth_cpu").text == (CONFIGS / "sweeps" / "point_depth_cpu.yaml").read_text()
+    (tmp_path / "spec.yaml").write_text("base: quickstart\nseeds: [3]\n")
+    (run,) = expand(load_spec("spec.yaml"))
+    assert run.config == dataclasses.replace(load_yaml(CONFIGS / "quickstart.yaml"), seed=3)
+    (tmp_path / "spec.yaml").write_text("grid: {config: [quickstart, paper/humanoid]}\n")
+    points = expand(load_spec("spec.yaml"))
+    assert [(r.id, r.config.env) for r in points] == [("config-quickstart", "point_u_maze"),
+                                                      ("config-humanoid", "humanoid")]
+    assert main(["point_depth", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "sweep spec point_depth does not exist and is not a preset name" in err and "point_depth_cpu" in err

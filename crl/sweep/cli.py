@@ -14,20 +14,22 @@ import yaml
 
 from crl.config import ConfigError
 from crl.sweep.runs import is_done, read_sweep_file, run_dir, split_done, train_command, write_sweep_file
-from crl.sweep.spec import Run, SlurmResources, Spec, expand, load_spec
+from crl.sweep.check import check_runs
+from crl.sweep.spec import Run, SlurmResources, Spec, expand, load_spec, typed_values
 
 SWEEPS_ROOT = Path("runs") / "sweeps"
 SLURM_CLUSTERS = ("slurm", "local")  # submitit executors: a SLURM cluster, or local processes (tests, a workstation)
 DESCRIPTION = """Run a sweep of `crl train` runs described by SPEC.yaml (presets in configs/sweeps/, format in
 docs/sweeps.md). Each run gets its own run dir SWEEP_DIR/runs/<run id> with input.yaml, command.txt, train.log and
-status.json; relaunching the same command skips the runs that are done and resumes the others from their
-checkpoints. Exit codes: 0 every run done, 1 some run failed, 2 bad spec or arguments, 130 interrupted.
-Example: crl sweep configs/sweeps/point_depth_cpu.yaml --jobs 2 --dry-run"""
+status.json; every run's config is checked as `crl train` would before any run starts; relaunching the same command
+skips the runs that are done and resumes the others from their checkpoints. Exit codes: 0 every run done, 1 some run failed, 2 bad spec or arguments, 130 interrupted.
+Example: crl sweep point_depth_cpu --jobs 2 --dry-run"""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crl sweep", description=DESCRIPTION)
-    parser.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec")
+    parser.add_argument("spec", metavar="SPEC.yaml", help="the sweep spec: a path, or a shipped spec's name "
+                        "(e.g. point_depth_cpu for configs/sweeps/point_depth_cpu.yaml)")
     parser.add_argument("--runner", choices=("local", "slurm"), default="local",
                         help="local: subprocesses on this machine (default); slurm: a submitit array job")
     parser.add_argument("--out", metavar="SWEEP_DIR", help=f"sweep directory (default: {SWEEPS_ROOT}/<spec name>)")
@@ -145,10 +147,11 @@ def _run_slurm(runs: list[Run], all_runs: list[Run], spec: Spec, sweep_dir: Path
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        fixed = parse_assignments(args.set)
+        fixed = typed_values(parse_assignments(args.set), "--set")
         spec = load_spec(args.spec, args.num_seeds)
         all_runs = expand(spec, fixed)
         runs = _select(all_runs, args.only)
+        check_runs(runs, str(spec.path))  # before anything is written or launched (dry runs too)
         sweep_dir = Path(args.out) if args.out else SWEEPS_ROOT / spec.name
         if args.dry_run:
             return _dry_run(spec, all_runs, runs, sweep_dir)

@@ -24,8 +24,10 @@ def _raise_interrupt(signum, frame) -> None:
 class LocalPool:
     """Runs `crl train` children from a thread pool; a free slot hands its device to the next run."""
 
-    def __init__(self, sweep_dir: Path, jobs: int, devices: list[str]):
+    def __init__(self, sweep_dir: Path, jobs: int, devices: list[str], total: int):
         self.sweep_dir = sweep_dir
+        self.total = total
+        self.finished = 0
         self.slots: queue.Queue[str | None] = queue.Queue()
         for slot in range(jobs):
             self.slots.put(devices[slot % len(devices)] if devices else None)
@@ -48,12 +50,25 @@ class LocalPool:
             if device is not None:
                 env[DEVICES_ENV] = device
             where = f" on device {device}" if device is not None else ""
-            print(f"start {run.id}{where}", flush=True)
-            return execute(run_dir(self.sweep_dir, run.id), env=env, on_start=lambda proc: self._started(run.id, proc))
+            self._say(f"start {run.id}{where}")
+            code = execute(run_dir(self.sweep_dir, run.id), env=env, on_start=lambda proc: self._started(run.id, proc))
+            self._report(run)
+            return code
         finally:
             with self.lock:
                 self.children.pop(run.id, None)
             self.slots.put(device)
+
+    def _report(self, run: Run) -> None:
+        """`[2/3] done ID in 0m41s`, printed before the run's slot is handed on, so it precedes the next `start`."""
+        with self.lock:
+            self.finished += 1
+            print(f"[{self.finished}/{self.total}] {outcome(run.id, run_dir(self.sweep_dir, run.id))}", flush=True)
+
+    def _say(self, line: str) -> None:
+        """One progress line, whole (worker threads print them)."""
+        with self.lock:
+            print(line, flush=True)
 
     def signal_children(self, sig: int) -> int:
         with self.lock:
@@ -66,17 +81,15 @@ def run_local(runs: list[Run], sweep_dir: Path, jobs: int, devices: list[str], s
     """Run every run (status.json tracks each); 0 if all are done, 1 if any failed, 130 on Ctrl-C."""
     for run in runs:
         prepare(run, run_dir(sweep_dir, run.id))
-    pool, start = LocalPool(sweep_dir, jobs, devices), time.monotonic()
+    pool, start = LocalPool(sweep_dir, jobs, devices, total=len(runs)), time.monotonic()
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:  # `kill` of crl sweep stops its runs as Ctrl-C does
         on_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     executor = ThreadPoolExecutor(max_workers=jobs)
     try:
-        futures = {executor.submit(pool.run, run): run for run in runs}
-        for index, future in enumerate(as_completed(futures), start=1):
-            future.result()
-            run = futures[future]
-            print(f"[{index}/{len(runs)}] {outcome(run.id, run_dir(sweep_dir, run.id))}", flush=True)
+        futures = [executor.submit(pool.run, run) for run in runs]
+        for future in as_completed(futures):
+            future.result()  # the pool prints each run's outcome as it ends
     except KeyboardInterrupt:
         _stop(pool, executor)
         summarise(runs, sweep_dir, skipped, time.monotonic() - start)

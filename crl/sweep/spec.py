@@ -1,4 +1,4 @@
-"""Sweep specs (YAML): axes over TrainConfig fields, expanded into validated runs with stable ids."""
+"""Sweep specs (YAML): axes over TrainConfig fields, expanded into typed runs with stable ids (check.py validates)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from crl.config import ConfigError, TrainConfig, field_names, from_dict, load_yaml, to_dict, validate
+from crl.config import (SWEEPS_FOLDER, ConfigError, TrainConfig, coerce_field, field_names, from_dict, load_yaml,
+                        resolve_preset, to_dict)
 
 CONFIG_AXIS = "config"  # a grid axis of preset paths: each value replaces `base` for its points
 SEED_FIELD = "seed"
@@ -129,6 +130,12 @@ def _check_fields(names: list[str], where: str, axis: bool = False) -> None:
         from_dict(dict.fromkeys(unknown), source=where)
 
 
+def typed_values(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Fixed field values (`overrides:`, --set) checked and in their fields' types: '1e-4' -> 0.0001."""
+    _check_fields(list(values), where)
+    return {name: coerce_field(name, value, where) for name, value in values.items()}
+
+
 def _values_list(values: Any, where: str) -> list[Any]:
     if not isinstance(values, list):
         raise ConfigError(f"{where} = {values!r} must be a list of values (a fixed value goes under `overrides:`)")
@@ -211,10 +218,7 @@ def _slurm_resources(block: Any, where: str) -> SlurmResources:
 
 def load_spec(path: str | Path, num_seeds: int = 1) -> Spec:
     """Parse and check a spec file; --num-seeds K > 1 packs the seed axis into runs of K seeds."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep spec {path} does not exist; specs live in configs/sweeps/ "
-                          f"(e.g. configs/sweeps/point_depth_cpu.yaml)")
+    path = resolve_preset(path, folder=SWEEPS_FOLDER, what="sweep spec")
     text = path.read_text()
     raw = yaml.safe_load(text) or {}
     if not isinstance(raw, dict):
@@ -224,8 +228,8 @@ def load_spec(path: str | Path, num_seeds: int = 1) -> Spec:
         hint = " (TrainConfig fields go under `overrides:` or `grid:`)" if set(unknown) & set(field_names()) else ""
         raise ConfigError(f"{path}: unknown key(s) {unknown}{hint}; a spec has {', '.join(SPEC_KEYS)}")
     where = str(path)
-    overrides = _mapping(raw.get("overrides"), f"{where}: overrides", "write `overrides: {num_epochs: 10}`")
-    _check_fields(list(overrides), f"{where}: overrides")
+    overrides = typed_values(_mapping(raw.get("overrides"), f"{where}: overrides",
+                                      "write `overrides: {num_epochs: 10}`"), f"{where}: overrides")
     axes = _grid_axes(_mapping(raw.get("grid"), f"{where}: grid", "write `grid: {critic_depth: [4, 16]}`"), where)
     axes += _zip_axes(raw.get("zip") or [], where)
     if num_seeds < 1:
@@ -241,7 +245,8 @@ def load_spec(path: str | Path, num_seeds: int = 1) -> Spec:
         raise ConfigError(f"{where}: no `base:`; name a TrainConfig preset (e.g. `base: ../quickstart.yaml`) or "
                           f"give a `{CONFIG_AXIS}` grid axis of presets")
     name = str(raw.get("name") or path.stem)
-    return Spec(path=path, text=text, name=_sanitise(name), base=path.parent / base if base else None,
+    base_path = resolve_preset(str(base), relative_to=path.parent, what=f"{where}: base") if base else None
+    return Spec(path=path, text=text, name=_sanitise(name), base=base_path,
                 overrides=overrides, axes=tuple(axes), slurm=_slurm_resources(raw.get("slurm"), where))
 
 
@@ -255,45 +260,25 @@ def _check_distinct_axes(axes: list[Axis], overrides: dict[str, Any], where: str
             owner[name] = axis.source
 
 
-def _type_errors(values: dict[str, Any]) -> list[str]:
-    """Values whose type does not match the field's default (YAML reads `1e-4` as text: write `1.0e-4`)."""
-    defaults = to_dict(TrainConfig())
-    errors = []
-    for name, value in values.items():
-        default = defaults[name]
-        if default is None or value is None:
-            ok = value is None or isinstance(value, str)
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, type(default)) and not isinstance(value, bool)
-        if not ok:
-            errors.append(f"{name} = {value!r} should be a {type(default).__name__ if default is not None else 'str'}")
-    return errors
-
-
 def build_config(base: Path, *layers: dict[str, Any], where: str) -> TrainConfig:
-    """base preset, then each layer of overrides; field-level validation (no env is built)."""
+    """base preset, then each layer of overrides; values take the fields' types (`1e-4` is a float)."""
     values = to_dict(load_yaml(base))
     for layer in layers:
         values.update(layer)
-    cfg = from_dict(values, source=where)
-    errors = _type_errors(values)
-    if errors:
-        raise ConfigError(f"{where}: {'; '.join(errors)}")
-    try:
-        validate(cfg)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
-    return cfg
+    return from_dict(values, source=where)
+
+
+def _preset_path(spec: Spec, preset: Any) -> Path:
+    """A `config` axis value: a preset path relative to the spec, or a shipped preset's name."""
+    return resolve_preset(str(preset), relative_to=spec.path.parent, what=f"{spec.path}: grid.{CONFIG_AXIS}")
 
 
 def expand(spec: Spec, extra: dict[str, Any] | None = None) -> list[Run]:
-    """Every point of the spec (cartesian product over the axes, first axis outermost), each validated."""
-    extra = extra or {}
-    _check_fields(list(extra), "--set")
+    """Every point of the spec (cartesian product over the axes, first axis outermost), fields typed.
+
+    check_runs validates them; expand only refuses what no run can mean (unknown fields, wrong types, clashes).
+    """
+    extra = typed_values(extra or {}, "--set")
     clash = [name for name in extra if name in spec.axis_fields]
     if clash:
         raise ConfigError(f"--set {clash[0]}=...: '{clash[0]}' is an axis of {spec.path}; drop it from --set or "
@@ -303,7 +288,7 @@ def expand(spec: Spec, extra: dict[str, Any] | None = None) -> list[Run]:
         point = {name: value for step in combo for name, value in step.values.items()}
         rid = run_id([step.label for step in combo])
         preset = point.get(CONFIG_AXIS)
-        base = spec.path.parent / preset if preset is not None else spec.base
+        base = _preset_path(spec, preset) if preset is not None else spec.base
         fields = {name: value for name, value in point.items() if name != CONFIG_AXIS}
         config = build_config(base, spec.overrides, extra, fields, where=f"{spec.path}: run {rid}")
         shown = {name: Path(value).stem if name == CONFIG_AXIS else value for name, value in point.items()}

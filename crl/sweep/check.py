@@ -1,0 +1,48 @@
+"""Pre-launch checks: every run of a sweep validated as `crl train` would, before any run starts."""
+from __future__ import annotations
+
+from crl.config import ConfigError, TrainConfig, validate
+from crl.sweep.spec import Run
+
+
+def _known_envs(cfg: TrainConfig) -> list[str]:
+    """Registered ids plus the config's ids that resolve through an id family (as crl.train.known_envs)."""
+    from crl import envs  # imports jax; only a sweep that launches or dry-runs needs it
+
+    known = envs.list_envs()
+    for name in {cfg.env, cfg.eval_env} - {None} - set(known):
+        try:
+            envs.check_name(name)
+        except envs.UnknownEnvError:
+            continue  # validate() names it, with the closest match
+        except ValueError as err:  # a family id with a bad part (layout, stitching config)
+            raise ConfigError(str(err)) from None
+        known.append(name)
+    return known
+
+
+def _episode_length(env: str) -> int:
+    """The env's episode length (the registry builds the env once per id, without compiling anything)."""
+    from crl import envs
+
+    return envs.spec(env).episode_length
+
+
+def run_problem(cfg: TrainConfig) -> str | None:
+    """Why `crl train` would refuse this config (field, value and fix), or None when it can start."""
+    try:
+        known = _known_envs(cfg)
+        validate(cfg, known_envs=known)  # field-level checks and env ids, before the spec lookup needs the id
+        validate(cfg, known_envs=known, episode_length=_episode_length(cfg.env))
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def check_runs(runs: list[Run], where: str) -> None:
+    """Raise one ConfigError naming every run that cannot start and why; nothing is launched then."""
+    problems = [(run.id, problem) for run in runs if (problem := run_problem(run.config)) is not None]
+    if problems:
+        lines = "\n".join(f"  run {run_id}: {problem}" for run_id, problem in problems)
+        raise ConfigError(f"{where}: {len(problems)} of {len(runs)} runs would fail before training, so none was "
+                          f"launched; fix the spec or the --set values:\n{lines}")
