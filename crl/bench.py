@@ -1,6 +1,8 @@
-"""Benchmarks: compile time and SGD-update time against depth; training throughput; env steps/s.
+"""Benchmarks: compile time and SGD-update time against depth; training throughput; env steps/s; vmapped seeds.
 
-Results go to docs/ as Markdown (median, ratio, device, versions, command) plus raw JSON.
+Each writes a Markdown report (median, ratio, device, versions, command) plus raw JSON beside it, by default to
+a fresh runs/bench/<bench>-<date-time>/ so no earlier result (e.g. the published docs/bench_*.md) is replaced;
+--out PATH.md chooses the file.
 """
 from __future__ import annotations
 
@@ -30,8 +32,33 @@ ANT_SHAPES = EnvSpec(name="ant-shapes", backend="none", state_dim=29, goal_indic
                      episode_length=1000, dt=0.05, success_radius=0.5)
 DEFAULT_DEPTHS = (4, 16, 64, 256, 1024)
 DEFAULT_MAX_UNROLLED_DEPTH = 64  # unrolled compile grows with depth; beyond this it takes many minutes on CPU
-# anchors.md: reference env steps/s on CPU (ant, depth 4, batch 256, unroll 62), median of its epochs
-REFERENCE_ANCHORS = {32: {"sgd_steps": 50, "sps": 458.0}, 128: {"sgd_steps": 198, "sps": 394.0}}
+DEFAULT_BATCH = 256
+DEFAULT_REPS = 5
+# The reference implementation's training env steps/s on a 2-core CPU (ant, depth 4, batch 256, unroll 62),
+# median of its epochs, keyed by num_envs, with the SGD steps per training step it used there.
+REFERENCE_CPU = {32: {"sgd_steps": 50, "sps": 458.0}, 128: {"sgd_steps": 198, "sps": 394.0}}
+DEFAULT_OUT_ROOT = Path("runs") / "bench"
+OUT_TIMESTAMP = "%Y%m%d-%H%M%S"
+
+
+def default_out(bench: str, now: time.struct_time | None = None) -> Path:
+    """A path no earlier invocation used: runs/bench/<bench>-<date-time>/bench_<bench>.md under the working dir."""
+    stamp = time.strftime(OUT_TIMESTAMP, now or time.localtime())
+    return DEFAULT_OUT_ROOT / f"{bench}-{stamp}" / f"bench_{bench}.md"
+
+
+def resolve_out(bench: str, out: str | None) -> Path:
+    """--out as given, else a fresh default_out; refuses a path that is not a Markdown file."""
+    path = Path(out) if out else default_out(bench)
+    if path.suffix != ".md":
+        raise SystemExit(f"crl bench {bench}: --out {out} must end in .md (the JSON is written beside it as .json)")
+    return path
+
+
+def out_help(bench: str) -> str:
+    """The --out help of `crl bench <bench>`, naming its default."""
+    return (f"Markdown report path; the raw JSON goes beside it (default: a new "
+            f"{DEFAULT_OUT_ROOT / f'{bench}-<date-time>' / f'bench_{bench}.md'}, so no earlier result is replaced)")
 
 
 def machine_description() -> str:
@@ -110,22 +137,22 @@ def bench_networks(args: argparse.Namespace) -> int:
                      f"{r['compile_s'] / base['compile_s']:.2f}x | {r['step_ms_median']:.2f} | {temp} |")
     deepest = scan[max(scan)]
     notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
-             f"depth {base['depth']} (target: at most 3x).",
+             f"depth {base['depth']}.",
              f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
              f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
              "than straight-line code (compare the unrolled rows): scan is what keeps compile time flat in depth."]
-    write_results(Path(args.out), "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
+    write_results(args.out, "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
            table, notes, rows)
     return 0
 
 
 def bench_train(args: argparse.Namespace) -> int:
-    """Training env steps/s (evaluation excluded, like the reference's training/sps) on the anchor configs."""
+    """Training env steps/s (evaluation excluded, like the reference's training/sps) on the reference's CPU configs."""
     enable_compilation_cache()
     results = []
     for num_envs in args.num_envs:
-        sgd_steps = REFERENCE_ANCHORS.get(num_envs, {}).get("sgd_steps", args.sgd_steps)
+        sgd_steps = REFERENCE_CPU.get(num_envs, {}).get("sgd_steps", args.sgd_steps)
         base = TrainConfig(env=args.env, num_envs=num_envs, unroll_length=62, batch_size=256,
                            sgd_steps_per_train_step=sgd_steps, critic_depth=args.depth, actor_depth=args.depth,
                            num_eval_envs=args.eval_envs, reset_mode="cached", num_epochs=args.epochs,
@@ -141,10 +168,10 @@ def bench_train(args: argparse.Namespace) -> int:
                "compile_s": result.history[0]["time/compile_s"],
                "epoch_s_median": statistics.median(r["time/epoch_s"] for r in result.history[1:]),
                "eval_s_median": statistics.median(r["time/eval_s"] for r in result.history[1:]),
-               "reference_sps": REFERENCE_ANCHORS.get(num_envs, {}).get("sps")}
+               "reference_sps": REFERENCE_CPU.get(num_envs, {}).get("sps")}
         results.append(row)
         print(json.dumps(row), flush=True)
-    table = ["| env | num_envs | SGD steps / training step | depth | crl env steps/s (median) | reference (anchors.md) | ratio | compile s | train s / epoch | eval s / epoch |",
+    table = ["| env | num_envs | SGD steps / training step | depth | crl env steps/s (median) | reference env steps/s (2-core CPU) | ratio | compile s | train s / epoch | eval s / epoch |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ref = r["reference_sps"]
@@ -152,42 +179,69 @@ def bench_train(args: argparse.Namespace) -> int:
         table.append(f"| {r['env']} | {r['num_envs']} | {r['sgd_steps']} | {r['depth']} | {r['sps_median']:.0f} | "
                      f"{ref or 'n/a'} | {ratio} | {r['compile_s']:.1f} | {r['epoch_s_median']:.2f} | "
                      f"{r['eval_s_median']:.2f} |")
-    notes = [f"Config as anchors.md: width 256, batch 256, unroll 62, episode 1000, cached resets, "
-             f"{args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
+    notes = [f"Config as the reference's CPU measurement: width 256, batch 256, unroll 62, episode 1000, "
+             f"cached resets, {args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
              "env steps/s = env steps of the jitted training epoch / its wall time (evaluation excluded, "
              "the reference's training/sps); crl compiles ahead of time, so every epoch counts.",
-             "The reference figures were measured on this kind of machine (2 cores) by the anchors, with the "
-             "reference using about one core; crl's were measured here, not side by side in one run.",
+             "The reference implementation's figures were measured on a 2-core CPU machine, the reference using "
+             "about one core; crl's were measured here, not side by side in one run.",
              "compile s is with JAX's persistent compilation cache on (a warm cache makes it a load, not a "
              "compile); eval s = 128 envs x 1,000 steps (the reference: ~16 s per epoch)."]
-    write_results(Path(args.out), f"Training throughput on {args.env} (CPU)", "crl " + " ".join(sys.argv[1:]),
+    write_results(args.out, f"Training throughput on {args.env} (CPU)", "crl " + " ".join(sys.argv[1:]),
            table, notes, results)
     return 0
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="crl bench", description=__doc__)
-    sub = parser.add_subparsers(dest="which", required=True)
+def add_networks_parser(sub) -> None:
     net = sub.add_parser("networks", help="compile time and SGD update time against depth")
-    net.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
-    net.add_argument("--batch", type=int, default=256)
-    net.add_argument("--max-unrolled-depth", type=int, default=DEFAULT_MAX_UNROLLED_DEPTH)
-    net.add_argument("--remat", action="store_true")
-    net.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    net.add_argument("--reps", type=int, default=5)
-    net.add_argument("--out", default="docs/bench_networks.md")
+    net.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
+                     help="critic and actor depths to time (default: %(default)s)")
+    net.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size of the update (default: %(default)s)")
+    net.add_argument("--max-unrolled-depth", type=int, default=DEFAULT_MAX_UNROLLED_DEPTH,
+                     help="also time straight-line (unrolled) blocks up to this depth; their compile grows with "
+                          "depth (default: %(default)s)")
+    net.add_argument("--remat", action="store_true",
+                     help="recompute block activations in the backward pass (default: %(default)s)")
+    net.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                     help="compute dtype of the networks (default: %(default)s)")
+    net.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                     help="timed updates per row after a warm-up; the median is reported (default: %(default)s)")
+    net.add_argument("--out", default=None, metavar="PATH.md", help=out_help("networks"))
     net.set_defaults(run=bench_networks)
-    tr = sub.add_parser("train", help="training env steps/s on the anchors.md configs")
-    tr.add_argument("--env", default="ant")
-    tr.add_argument("--num-envs", type=int, nargs="+", default=[32])
-    tr.add_argument("--sgd-steps", type=int, default=50, help="used where anchors.md has no figure")
-    tr.add_argument("--depth", type=int, default=4)
-    tr.add_argument("--epochs", type=int, default=4)
-    tr.add_argument("--train-steps", type=int, default=6, help="training steps per epoch")
-    tr.add_argument("--eval-envs", type=int, default=128)
-    tr.add_argument("--out", default="docs/bench_train.md")
+
+
+def add_train_parser(sub) -> None:
+    tr = sub.add_parser("train", help="training env steps/s on ant, beside the reference implementation's CPU figures")
+    tr.add_argument("--env", default="ant", help="environment id (default: %(default)s)")
+    tr.add_argument("--num-envs", type=int, nargs="+", default=[32],
+                    help=f"parallel training envs, one row each; {sorted(REFERENCE_CPU)} have reference figures "
+                         "(default: %(default)s)")
+    tr.add_argument("--sgd-steps", type=int, default=50,
+                    help="SGD steps per training step for --num-envs without a reference figure (default: %(default)s)")
+    tr.add_argument("--depth", type=int, default=4, help="critic and actor depth (default: %(default)s)")
+    tr.add_argument("--epochs", type=int, default=4,
+                    help="epochs; the first (compile) is left out of the median (default: %(default)s)")
+    tr.add_argument("--train-steps", type=int, default=6, help="training steps per epoch (default: %(default)s)")
+    tr.add_argument("--eval-envs", type=int, default=128,
+                    help="evaluation envs per epoch, timed apart from training (default: %(default)s)")
+    tr.add_argument("--out", default=None, metavar="PATH.md", help=out_help("train"))
     tr.set_defaults(run=bench_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """`crl bench` and its four benchmarks' options."""
+    parser = argparse.ArgumentParser(prog="crl bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="which", required=True, metavar="{networks,train,envs,seeds}")
+    add_networks_parser(sub)
+    add_train_parser(sub)
     bench_envs.add_parser(sub)
     bench_seeds.add_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    args.out = resolve_out(args.which, args.out)
+    print(f"crl bench {args.which}: writing {args.out} and {args.out.with_suffix('.json')}", flush=True)
     return args.run(args)

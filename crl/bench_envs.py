@@ -1,8 +1,9 @@
 """`crl bench envs`: environment steps per second for every registered id (or some), per backend.
 
 One jitted `lax.scan` of `vmap(env.step)` with uniform random actions in [-1, 1] is compiled per
-(id, backend, num_envs) and timed on repeated calls (median), reset excluded. Results are written
-to docs/ after every measurement, so an interrupted sweep keeps what it measured.
+(id, backend, num_envs) and timed on repeated calls (median), reset excluded. The report (--out, by
+default a fresh runs/bench/envs-<date-time>/) is rewritten after every measurement, so an interrupted
+sweep keeps what it measured.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -95,19 +95,25 @@ def bench_envs(args: argparse.Namespace) -> int:
                 rows.append(row)
                 print(f"[{len(rows)}/{total}] {name:<32} {row['backend']:<11} {num_envs:>5} envs: "
                       f"{row['env_steps_per_s']:>12,.0f} env steps/s (compile {row['compile_s']:.1f} s)", flush=True)
-                write_results(Path(args.out), "Environment steps per second", "crl " + " ".join(sys.argv[1:]),
+                write_results(args.out, "Environment steps per second", "crl " + " ".join(sys.argv[1:]),
                               _table(rows), notes, rows, quiet=True)
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
 
 
 def add_parser(sub) -> None:
+    from crl.bench import out_help  # crl.bench imports this module: import back only once both are loaded
+
     p = sub.add_parser("envs", help="env steps/s for every registered id (or --ids), per backend")
-    p.add_argument("--ids", nargs="+", default=None, help="env ids (default: every registered id)")
-    p.add_argument("--num-envs", type=int, nargs="+", default=list(DEFAULT_NUM_ENVS))
+    p.add_argument("--ids", nargs="+", default=None, metavar="ID",
+                   help="env ids, see `crl envs` (default: every registered id)")
+    p.add_argument("--num-envs", type=int, nargs="+", default=list(DEFAULT_NUM_ENVS),
+                   help="batch sizes to time, one row each (default: %(default)s)")
     p.add_argument("--backends", nargs="+", default=None,
-                   help="override each env's backend (e.g. spring mjx); default: the env's own")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--reps", type=int, default=DEFAULT_REPS)
-    p.add_argument("--out", default="docs/bench_envs.md")
+                   help="override each env's backend, one row each (e.g. spring mjx) (default: the env's own)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                   help="batched env steps per timed rollout (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                   help="timed rollouts after a warm-up; the median is reported (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="PATH.md", help=out_help("envs"))
     p.set_defaults(run=bench_envs)

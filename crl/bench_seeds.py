@@ -11,13 +11,13 @@ import dataclasses
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from crl._platform import enable_compilation_cache
 
 DEFAULT_SEEDS = 4
 DEFAULT_DEPTHS = (4, 16)
 DEFAULT_EPOCHS = 3
+DEFAULT_TRAIN_STEPS = 10
 DEFAULT_CONFIG = "configs/quickstart.yaml"
 
 
@@ -87,18 +87,24 @@ def bench_seeds(args: argparse.Namespace) -> int:
         print(f"depth {depth:>4}: {args.num_seeds} sequential {row['sequential_train_s']:.1f} s, vmapped "
               f"{row['vmapped_train_s']:.1f} s of training ({row['train_speedup']:.2f}x); wall "
               f"{row['sequential_wall_s']:.1f} s vs {row['vmapped_wall_s']:.1f} s", flush=True)
-        write_results(Path(args.out), f"{args.num_seeds} vmapped seeds against {args.num_seeds} sequential runs",
+        write_results(args.out, f"{args.num_seeds} vmapped seeds against {args.num_seeds} sequential runs",
                       "crl " + " ".join(sys.argv[1:]), _table(rows), notes, rows, quiet=True)
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}")
     return 0
 
 
 def add_parser(sub) -> None:
+    from crl.bench import out_help  # crl.bench imports this module: import back only once both are loaded
+
     p = sub.add_parser("seeds", help="K vmapped seeds in one process against K sequential runs")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
-    p.add_argument("--num-seeds", type=int, default=DEFAULT_SEEDS)
-    p.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS))
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
-    p.add_argument("--train-steps", type=int, default=10, help="training steps per epoch")
-    p.add_argument("--out", default="docs/bench_seeds.md")
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE.yaml",
+                   help="preset both arms train (default: %(default)s)")
+    p.add_argument("--num-seeds", type=int, default=DEFAULT_SEEDS, metavar="K",
+                   help="seeds per arm (default: %(default)s)")
+    p.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
+                   help="critic and actor depths, one row each (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="epochs per run (default: %(default)s)")
+    p.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_STEPS,
+                   help="training steps per epoch (default: %(default)s)")
+    p.add_argument("--out", default=None, metavar="PATH.md", help=out_help("seeds"))
     p.set_defaults(run=bench_seeds)

@@ -119,7 +119,8 @@ def _envs(argv: list[str]) -> int:
     return 0
 
 
-def _eval(argv: list[str]) -> int:
+def _eval_parser() -> argparse.ArgumentParser:
+    """`crl eval`'s options, each with its default."""
     parser = argparse.ArgumentParser(prog="crl eval", description="Evaluate a run's saved actor (deterministic "
                                      "policy, fresh resets) and print the metrics as JSON.")
     parser.add_argument("run_dir", help="a run directory written by `crl train` (holds config.yaml and checkpoints/)")
@@ -130,12 +131,18 @@ def _eval(argv: list[str]) -> int:
     parser.add_argument("--num-eval-envs", type=int, default=None, metavar="N",
                         help="parallel evaluation episodes (default: the run's num_eval_envs)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="evaluation key; default: the run's own key for that epoch (reproduces its log)")
+                        help="evaluation key (default: the run's own key for that epoch, which reproduces its log)")
     parser.add_argument("--export-actor", default=None, metavar="DIR",
-                        help="also write the actor params alone (msgpack + json) for inference to DIR (default: not written)")
-    parser.add_argument("--actor-seed", type=int, default=None,
-                        help="with --export-actor on a multi-seed run: which seed's actor (default: the first)")
-    args = parser.parse_args(argv)
+                        help="also write the actor params alone (msgpack + json) to DIR for inference "
+                             "(default: not written)")
+    parser.add_argument("--actor-seed", type=int, default=None, metavar="SEED",
+                        help="with --export-actor on a multi-seed run: which of its seeds' actor "
+                             "(default: the run's first seed)")
+    return parser
+
+
+def _eval(argv: list[str]) -> int:
+    args = _eval_parser().parse_args(argv)
     _platform.enable_compilation_cache()
     import json
 

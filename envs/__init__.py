@@ -14,6 +14,8 @@ crl/env_catalog.py (catalog.py), declared here so `list_specs` and `crl envs` bu
 import contextlib
 import io
 
+from crl import env_catalog as _env_catalog
+
 # mujoco.mjx prints "Failed to import warp" to stdout on import when its optional GPU backend
 # (MuJoCo Warp) is not installed; that is expected here, so keep it out of every command's output.
 with contextlib.redirect_stdout(io.StringIO()):
@@ -29,7 +31,6 @@ from . import humanoid_maze as _humanoid_maze
 from . import point_maze as _point_maze
 from . import pusher as _pusher
 from . import reacher as _reacher
-from . import catalog as _catalog
 from .registry import (
     DuplicateEnvError,
     UnknownEnvError,
@@ -57,7 +58,7 @@ _cheetah.register_all(register)
 _humanoid.register_all(register)
 _humanoid_maze.register_all(register)
 _arm.register_all(register)
-declare_specs(_catalog.catalog_specs())
+declare_specs({name: EnvSpec(name=name, **fields) for name, fields in _env_catalog.SPECS.items()})
 
 __all__ = [
     "DuplicateEnvError",
