@@ -195,9 +195,12 @@ def expected_text(kind: Any) -> str:
     return TYPE_NAMES[kind]
 
 
+EXAMPLE_VALUES = {"eval_env": "point_u_maze_eval", "run_dir": "runs/my_run"}  # fields whose default (None) shows little
+
+
 def _example(name: str) -> str:
-    """`name: default` as it would be written in a preset."""
-    return yaml.safe_dump({name: getattr(TrainConfig(), name)}).strip()
+    """`name: value` as it would be written in a preset: the default, or a typical value where the default is None."""
+    return yaml.safe_dump({name: EXAMPLE_VALUES.get(name, getattr(TrainConfig(), name))}).strip()
 
 
 def coerce_field(name: str, value: Any, source: str = "config") -> Any:

@@ -1,11 +1,16 @@
 """Configs: presets load, overrides apply, and every impossible config is rejected before compiling."""
 import dataclasses
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from crl import cli
-from crl.config import ConfigError, TrainConfig, from_dict, load_yaml, plan_steps, validate
+from crl.config import (SWEEPS_FOLDER, ConfigError, TrainConfig, from_dict, load_yaml, plan_steps, preset_names,
+                        validate)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 KNOWN = ["ant", "point_u_maze", "point_big_maze"]
@@ -122,3 +127,77 @@ def test_cli_envs_lists_specs(capsys):
 def test_cli_unknown_command(capsys):
     assert cli.main(["trian"]) == 2
     assert "unknown command 'trian'" in capsys.readouterr().err
+
+
+# --- typed values: YAML 1.1 reads `1e-4` as text ------------------------------------------------------------------
+
+def test_e_notation_loads_as_numbers(tmp_path):
+    path = tmp_path / "lr.yaml"
+    path.write_text(f"base: {CONFIGS / 'quickstart.yaml'}\nactor_lr: 1e-4\ncritic_lr: 3E-5\ntotal_env_steps: 2e5\n")
+    cfg = load_yaml(path)
+    assert (cfg.actor_lr, cfg.critic_lr, cfg.total_env_steps) == (1e-4, 3e-5, 200_000)
+    assert (type(cfg.actor_lr), type(cfg.total_env_steps), type(from_dict({"discount": 1}).discount)) == (
+        float, int, float)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("actor_lr", "fast", "actor_lr = 'fast' (str): expected a float, e.g. `actor_lr: 0.0003`"),
+    ("num_envs", 1.5, "num_envs = 1.5 (float): expected an int, e.g. `num_envs: 512`"),
+    ("seed", True, "seed = True (bool): expected an int, e.g. `seed: 0`"),
+    ("remat", "yes", "remat = 'yes' (str): expected true or false, e.g. `remat: false`"),
+    ("energy", "L2", "energy = 'L2' (str): expected one of 'norm', 'l2', 'dot', 'cosine', e.g. `energy: norm`"),
+    ("eval_env", 3, "eval_env = 3 (int): expected a string or null, e.g. `eval_env: point_u_maze_eval`"),
+])
+def test_wrong_types_name_the_field_value_type_and_an_example(tmp_path, field, value, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({field: value}))
+    with pytest.raises(ConfigError) as err:
+        load_yaml(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_cli_e_notation_reaches_validation_without_a_tyro_warning(capsys, tmp_path, recwarn):
+    path = tmp_path / "lr.yaml"
+    path.write_text(f"base: {CONFIGS / 'quickstart.yaml'}\nactor_lr: 1e-4\ncritic_depth: 10\n")
+    assert cli.main(["train", "--config", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "critic_depth = 10" in capsys.readouterr().err  # got past tyro and the positive-number checks
+    assert not [w for w in recwarn if "annotated with type" in str(w.message)]
+
+
+def test_cli_wrong_type_exits_2_with_one_named_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("actor_lr: fast\n")
+    done = subprocess.run([sys.executable, "-m", "crl.cli", "train", "--config", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == f"crl train: {path}: actor_lr = 'fast' (str): expected a float, e.g. `actor_lr: 0.0003`\n"
+
+
+# --- presets by name ------------------------------------------------------------------------------------------------
+
+def test_presets_resolve_by_name_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_yaml("quickstart") == load_yaml(CONFIGS / "quickstart.yaml")
+    assert load_yaml("paper/ant_big_maze") == load_yaml(CONFIGS / "paper" / "ant_big_maze.yaml")
+    (tmp_path / "mine.yaml").write_text("base: quickstart\nseed: 3\n")  # a base may be a preset name too
+    assert load_yaml("mine.yaml") == dataclasses.replace(load_yaml("quickstart"), seed=3)
+    assert "paper/humanoid" in preset_names() and "point_depth_cpu" in preset_names(SWEEPS_FOLDER)
+    assert not [name for name in preset_names() if name.startswith(SWEEPS_FOLDER)]
+
+
+def test_a_missing_config_lists_the_presets(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_yaml("configs/quickstart.yaml")
+    message = str(err.value)
+    assert message.startswith("config file configs/quickstart.yaml does not exist and is not a preset name. "
+                              "Did you mean the preset `quickstart`? Give a path or a preset: ")
+    assert "quickstart" in message and "paper/: ant_big_maze, " in message and "sweeps" not in message
+    with pytest.raises(ConfigError, match="not a preset name. Give a path"):
+        load_yaml("quickstar")
+
+
+def test_package_data_ships_every_preset():
+    globs = tomllib.loads((CONFIGS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {path for pattern in globs["crl.configs"] for path in CONFIGS.glob(pattern)}
+    assert shipped == set(CONFIGS.rglob("*.yaml"))
