@@ -1,0 +1,172 @@
+"""The command line's messages, help and outputs: `crl envs`, unknown env ids, `--help` tables, `crl bench --out`."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crl import bench, bench_envs, bench_seeds, cli, env_catalog, envs
+from crl.envs import registry
+from crl.envs.spec import EnvSpec
+
+TRAIN_LAUNCH_FLAGS = ("--config", "--resume", "--distributed", "--coordinator", "--num-processes", "--process-id")
+CHEAP_IDS = ("point_u_maze", "point_big_maze_eval", "point_u4_maze_gen_1f2f3f")  # no simulator to build
+HEAVY_MODULES = ("jax", "mujoco", "brax")
+MAX_UNKNOWN_ENV_MESSAGE_CHARS = 400
+FIXED_TIME = time.struct_time((2026, 1, 2, 3, 4, 5, 4, 2, -1))
+
+
+def _option_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's options and positionals, without -h and the subcommand selector."""
+    return [a for a in parser._actions if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+
+
+def _bench_subparsers() -> dict[str, argparse.ArgumentParser]:
+    (sub,) = [a for a in bench.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(sub.choices)
+
+
+# --------------------------------------------------------------------------- crl envs
+def test_crl_envs_lists_without_jax_or_a_simulator():
+    code = ("import sys; from crl.cli import main; rc = main(['envs']); "
+            f"print('LOADED', sorted(set({HEAVY_MODULES!r}) & set(sys.modules))); sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "LOADED []" in done.stdout
+    rows = [line.split()[0] for line in done.stdout.splitlines()[1:] if not line.startswith(("family ", "LOADED"))]
+    assert rows == sorted(env_catalog.SPECS) and "point_u_maze" in rows
+
+
+def test_listing_specs_builds_no_env(monkeypatch, capsys):
+    def refuse(**kwargs):
+        raise AssertionError("listing built an environment")
+
+    monkeypatch.setattr(registry, "_FACTORIES", {name: refuse for name in registry._FACTORIES})
+    monkeypatch.setattr(registry, "_SPEC_CACHE", {})
+    specs = envs.list_specs()
+    assert sorted(specs) == sorted(env_catalog.SPECS)
+    assert specs["ant"].state_dim == 29 and specs["ant"].goal_indices == (0, 1)
+    assert cli.main(["envs"]) == 0
+    assert "reference 6.2" not in capsys.readouterr().out
+
+
+def test_catalog_holds_every_registered_id_and_family():
+    assert sorted(env_catalog.SPECS) == envs.list_envs()
+    assert list(env_catalog.FAMILIES) == envs.list_patterns()
+
+
+@pytest.mark.parametrize("name", CHEAP_IDS)
+def test_declared_spec_equals_the_built_envs(name):
+    assert envs.list_specs()[name] == envs.make(name).spec
+
+
+def test_re_registering_an_id_drops_its_declared_spec(monkeypatch):
+    for table in ("_FACTORIES", "_SPEC_CACHE", "_DECLARED_SPECS"):
+        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
+    short = EnvSpec(name="point_u_maze", backend="jax", state_dim=2, goal_indices=(0, 1), action_size=2,
+                    episode_length=7, dt=1.0, success_radius=0.25)
+    envs.register("point_u_maze", lambda: argparse.Namespace(spec=short), overwrite=True)
+    assert envs.list_specs()["point_u_maze"].episode_length == 7
+
+
+def test_declaring_a_spec_for_an_unregistered_id_or_under_another_name_is_refused(monkeypatch):
+    spec = envs.list_specs()["point_u_maze"]
+    monkeypatch.setattr(registry, "_DECLARED_SPECS", {})
+    with pytest.raises(envs.UnknownEnvError, match="no_such_env"):
+        envs.declare_specs({"no_such_env": spec})
+    with pytest.raises(ValueError, match="is named 'point_u_maze'"):
+        envs.declare_specs({"point_big_maze": spec})
+
+
+# --------------------------------------------------------------------------- unknown env ids
+def test_unknown_env_message_suggests_groups_and_points_to_crl_envs():
+    message = registry.unknown_env_message("point_u_maz")
+    assert message.startswith("unknown environment 'point_u_maz'. Did you mean 'point_u_maze'? ")
+    assert "Ids: ant*, arm*, cheetah, humanoid*, point*, pusher*, reacher." in message
+    assert "Families: ant_<layout>_gen_<cfg>" in message and message.endswith("`crl envs` lists every id with its spec.")
+    assert len(message) < MAX_UNKNOWN_ENV_MESSAGE_CHARS
+    assert not any(f" {name}," in message for name in envs.list_envs() if "_" in name)
+
+
+def test_unknown_env_message_without_a_close_id_makes_no_suggestion():
+    message = registry.unknown_env_message("zzzz", known=["ant", "cheetah"], patterns=[])
+    assert message == "unknown environment 'zzzz'. Ids: ant, cheetah. `crl envs` lists every id with its spec."
+
+
+def test_id_families_groups_ids_by_first_part():
+    assert registry.id_families(["ant", "ant_u_maze", "cheetah", "point_a", "point_b"]) == ["ant*", "cheetah", "point*"]
+
+
+def test_unknown_env_error_carries_the_short_message():
+    with pytest.raises(envs.UnknownEnvError) as info:
+        envs.make("antt")
+    assert str(info.value) == registry.unknown_env_message("antt") and info.value.closest == "ant"
+
+
+# --------------------------------------------------------------------------- help
+def test_train_help_lists_launch_options_with_descriptions(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["train", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    launch, fields = out.split("usage: crl train", 1)
+    described = {a.option_strings[0]: a.help for a in _option_actions(cli._train_launch_parser())}
+    assert sorted(described) == sorted(TRAIN_LAUNCH_FLAGS)
+    flat = " ".join(launch.split())
+    for flag, text in described.items():
+        assert any(line.lstrip().startswith(flag) for line in launch.splitlines()), flag
+        assert " ".join(text.split("(default")[0].split()) in flat, flag
+        assert "(default: " in text, flag
+    assert "--critic-depth" in fields  # tyro's fields table still follows
+
+
+def test_eval_options_each_say_what_and_their_default():
+    for action in _option_actions(cli._eval_parser()):
+        assert action.help, action.dest
+        if action.option_strings:
+            assert "(default: " in action.help, action.dest
+    assert "parallel evaluation episodes" in cli._eval_parser().format_help()
+
+
+@pytest.mark.parametrize("which", ["networks", "train", "envs", "seeds"])
+def test_every_bench_option_has_help_and_default(which):
+    parser = _bench_subparsers()[which]
+    for action in _option_actions(parser):
+        assert action.help and "(default: " in action.help, f"crl bench {which} {action.option_strings}"
+    assert "%(default)" not in parser.format_help()  # every placeholder expanded
+
+
+def test_bench_user_output_names_no_missing_file_or_internal_target():
+    for module in (bench, bench_envs, bench_seeds):
+        source = inspect.getsource(module)
+        assert "anchors" not in source.lower() and "target:" not in source, module.__name__
+    assert "anchors" not in bench.build_parser().format_help()
+
+
+# --------------------------------------------------------------------------- bench output location
+def test_bench_default_out_is_fresh_under_runs_bench():
+    assert bench.default_out("envs", FIXED_TIME) == Path("runs/bench/envs-20260102-030405/bench_envs.md")
+    assert bench.resolve_out("seeds", "elsewhere/mine.md") == Path("elsewhere/mine.md")
+
+
+def test_bench_out_must_be_markdown():
+    with pytest.raises(SystemExit, match=r"--out report.txt must end in \.md"):
+        bench.resolve_out("envs", "report.txt")
+
+
+def test_bench_envs_writes_under_runs_bench_not_docs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["envs", "--ids", "point_u_maze", "--num-envs", "2", "--steps", "2", "--reps", "1"]) == 0
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert [p.name for p in written] == ["bench_envs.json", "bench_envs.md"]
+    run_dir = written[0].parent
+    assert run_dir.parent == Path("runs/bench") and run_dir.name.startswith("envs-")
+    assert not (tmp_path / "docs").exists()
+    out = capsys.readouterr().out
+    assert f"crl bench envs: writing {run_dir / 'bench_envs.md'}" in out and "| point_u_maze | jax | 2 |" in (
+        tmp_path / run_dir / "bench_envs.md").read_text()
