@@ -32,7 +32,12 @@ RUN_MARKERS = ("config.yaml", "status.json", "input.yaml")  # a folder holding o
 FAILED = "failed"
 OUTPUTS = ("report.md", "report.csv", "curves.png", "depth.png", "depth.svg")
 USAGE_ERROR = 2
-SMALL_VALUE = 10  # values below this get 3 decimals in the Markdown table, larger ones 1
+SE_SIGNIFICANT_DIGITS = 2  # a row of the Markdown table is rounded to the 2nd significant digit of its s.e.
+MEAN_SIGNIFICANT_DIGITS = 3  # ... or, where there is no s.e. (one seed, or seeds that agree), to the mean's 3rd
+MAX_DECIMALS = 6  # never more decimals than this, however small the s.e.
+ROUNDING_RULE = (f"Every mean ± s.e. is rounded to {SE_SIGNIFICANT_DIGITS} significant digits of its s.e. (to "
+                 f"{MEAN_SIGNIFICANT_DIGITS} significant digits of the mean where the s.e. is n/a or 0); values "
+                 f"without an s.e. to {MEAN_SIGNIFICANT_DIGITS} significant digits.")
 
 
 class ReportError(ValueError):
@@ -74,6 +79,7 @@ class Cell:
     values: dict[str, Any]  # the varying fields
     finals: list[float] = dataclasses.field(default_factory=list)  # one per seed
     last_epochs: list[int] = dataclasses.field(default_factory=list)
+    evaluations: list[int] = dataclasses.field(default_factory=list)  # per seed: evaluations its final value averages
     num_epochs: set = dataclasses.field(default_factory=set)
     curves: list[tuple[np.ndarray, np.ndarray]] = dataclasses.field(default_factory=list)  # (env_steps, metric)
     randoms: list[float] = dataclasses.field(default_factory=list)
@@ -274,6 +280,7 @@ def build_cells(runs: list[Run], fields: list[str], metric: str, last: int) -> l
                 run.problems.append(f"seed {seed.seed}: no '{metric}' in {seed.path.name}")
                 continue
             cell.finals.append(final_value([r[metric] for r in records], last))
+            cell.evaluations.append(min(last, len(records)))
             cell.last_epochs.append(max(int(r.get("epoch", 0)) for r in seed.records))
             cell.num_epochs.add(int(run.config.get("num_epochs") or cell.last_epochs[-1]))
             cell.curves.append((np.array([r.get("env_steps", r.get("epoch", 0)) for r in records], float),
@@ -319,12 +326,39 @@ def metric_label(metric: str) -> str:
     return f"{METRIC_LABELS[metric]} ({metric})" if metric in METRIC_LABELS else metric
 
 
-def _number(value: float, scale: float | None = None) -> str:
-    """3 decimals below 10 (by `scale`, default the value itself), else 1; n/a for nan."""
-    if not math.isfinite(value):
-        return "n/a"
-    scale = value if scale is None or not math.isfinite(scale) else scale
-    return f"{value:.3f}" if abs(scale) < SMALL_VALUE else f"{value:.1f}"
+def _decimals_for(value: float, digits: int) -> int:
+    """Decimals that keep `digits` significant digits of value (0 for 0 or for large values)."""
+    if value == 0 or not math.isfinite(value):
+        return 0
+    return min(MAX_DECIMALS, max(0, digits - 1 - math.floor(math.log10(abs(value)))))
+
+
+def row_decimals(mean: float, sem: float) -> int:
+    """The one rounding rule of the table: to the 2nd significant digit of the s.e., else the mean's 3rd."""
+    if math.isfinite(sem) and sem > 0:
+        return _decimals_for(sem, SE_SIGNIFICANT_DIGITS)
+    return _decimals_for(mean, MEAN_SIGNIFICANT_DIGITS)
+
+
+def _number(value: float, decimals: int) -> str:
+    """value with that many decimals; n/a for nan (the s.e. of one seed, a missing baseline)."""
+    return f"{value:.{decimals}f}" if math.isfinite(value) else "n/a"
+
+
+def mean_and_sem(mean: float, sem: float) -> str:
+    """"mean ± s.e.", both rounded by row_decimals."""
+    decimals = row_decimals(mean, sem)
+    return f"{_number(mean, decimals)} ± {_number(sem, decimals)}"
+
+
+def significant(value: float) -> str:
+    """A value without an s.e. (the random policy's), to MEAN_SIGNIFICANT_DIGITS significant digits."""
+    return _number(value, _decimals_for(value, MEAN_SIGNIFICANT_DIGITS))
+
+
+def evaluations_text(cells: list[Cell]) -> str:
+    """How many evaluations the final values really average, e.g. "5" or "3-5" (runs shorter than --last)."""
+    return _span([count for c in cells for count in c.evaluations])
 
 
 def _text(value: Any) -> str:
@@ -337,9 +371,8 @@ def markdown_table(cells: list[Cell], fields: list[str], metric: str) -> list[st
               *(["random policy"] if with_random else []), "final epoch", "note"]
     rows = [" | ".join(header), " | ".join("---" for _ in header)]
     for c in cells:
-        row = [*([_text(c.values[f]) for f in fields] or ["all"]), str(c.n),
-               f"{_number(c.mean)} ± {_number(c.sem, c.mean)}", *([_number(c.random)] if with_random else []),
-               _span(c.last_epochs), c.note()]
+        row = [*([_text(c.values[f]) for f in fields] or ["all"]), str(c.n), mean_and_sem(c.mean, c.sem),
+               *([significant(c.random)] if with_random else []), _span(c.last_epochs), c.note()]
         rows.append(" | ".join(row))
     return [f"| {row} |" for row in rows]
 
@@ -368,11 +401,12 @@ def write_csv(path: Path, cells: list[Cell], fields: list[str], metric: str) -> 
                              repr(c.random), min(c.last_epochs), max(c.last_epochs), int(c.unfinished)])
 
 
-def write_markdown(path: Path, root: Path, table: list[str], problems: list[str], metric: str, last: int) -> None:
+def write_markdown(path: Path, root: Path, table: list[str], problems: list[str], metric: str, last: int,
+                   evaluations: str) -> None:
     text = [f"# Report: {root}", "",
             f"Final {metric_label(metric)} per cell: each seed's value is the mean of its last {last} evaluations "
-            f"(fewer if it has fewer); the table gives the mean over seeds ± the standard error (sample std, "
-            f"ddof=1, / sqrt(n); n/a for one seed).", "", *table, "",
+            f"(fewer if it has fewer; here {evaluations}); the table gives the mean over seeds ± the standard error "
+            f"(sample std, ddof=1, / sqrt(n); n/a for one seed). {ROUNDING_RULE}", "", *table, "",
             "Plots: `curves.png` (learning curves, mean ± s.e. over seeds), `depth.png` / `depth.svg`.", ""]
     if problems:
         text += ["## Failed, missing or partial runs", "", *problems, ""]
@@ -401,11 +435,11 @@ def report(root: Path, out: Path, metric: str = DEFAULT_METRIC, x: str | None = 
     paths = {name: out / name for name in OUTPUTS}
     table = markdown_table(cells, fields, metric)
     problems = problem_lines(runs, root)
-    write_markdown(paths["report.md"], root, table, problems, metric, last)
+    write_markdown(paths["report.md"], root, table, problems, metric, last, evaluations_text(cells))
     write_csv(paths["report.csv"], cells, fields, metric)
     groups = [f for f in fields if f != x]
-    report_plots.curves(cells, x, groups, metric_label(metric)).savefig(paths["curves.png"])
-    depth = report_plots.final_vs_x(cells, x, groups, metric_label(metric), last)
+    report_plots.curves(cells, x, groups, metric).savefig(paths["curves.png"])
+    depth = report_plots.final_vs_x(cells, x, groups, metric, evaluations_text(cells))
     depth.savefig(paths["depth.png"])
     depth.savefig(paths["depth.svg"])
     print("\n".join(table))

@@ -96,9 +96,29 @@ def test_final_values_match_numpy(depth_sweep, capsys):
     assert "<svg" in (depth_sweep / "depth.svg").read_text()
     md = (depth_sweep / "report.md").read_text()
     mean, sem = expected([curve(4, s) for s in SEEDS])
-    assert f"| 4 | 3 | {report._number(mean)} ± {report._number(sem, mean)} | 1.500 |" in md
+    assert f"| 4 | 3 | {report.mean_and_sem(mean, sem)} | 1.50 |" in md
     out = capsys.readouterr().out
     assert "time at goal" in out and f"wrote {depth_sweep / 'curves.png'}" in out
+
+
+@pytest.mark.parametrize("mean, sem, text", [
+    (14.53, 5.41, "14.5 ± 5.4"), (4.545, 2.722, "4.5 ± 2.7"),  # the two cells that were rounded differently
+    (0.01234, 0.00111, "0.0123 ± 0.0011"), (1234.5, 250.0, "1234 ± 250"), (0.8, 0.0996, "0.800 ± 0.100"),
+    (14.5, float("nan"), "14.5 ± n/a"), (0.0, 0.0, "0 ± 0"), (2.0 / 3, 0.0, "0.667 ± 0.000")])
+def test_one_rounding_rule_for_every_cell(mean, sem, text):
+    assert report.mean_and_sem(mean, sem) == text
+
+
+def test_table_cells_follow_the_rounding_rule(tmp_path):
+    root = tmp_path / "runs"
+    for depth, values in ((4, [10.0, 20.0, 13.5]), (16, [2.0, 9.0, 2.6])):  # s.e. 2.93 / 2.24: one decimal each
+        for seed, value in enumerate(values):
+            write_run(root / f"d{depth}-s{seed}", records(np.full(3, value), random=0.0), critic_depth=depth,
+                      seed=seed)
+    assert report.main([str(root)]) == 0
+    md = (root / "report.md").read_text()
+    assert "| 4 | 3 | 14.5 ± 2.9 | 0 | 2 |" in md and "| 16 | 3 | 4.5 ± 2.2 | 0 | 2 |" in md
+    assert report.ROUNDING_RULE in md
 
 
 def test_last_n_and_short_runs(tmp_path):

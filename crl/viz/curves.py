@@ -4,13 +4,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from crl.report import Run, load_run, mean_curve, metric_label, random_baseline_key
-from crl.report_plots import panel_figure
+from crl.report_plots import (BAND_ALPHA, BASELINE_STYLE, GRID_ALPHA, figure_title, legend_below, line_style,
+                              panel_figure, panel_title, respect_range)
 from crl.viz.run_view import VizError
 
 DEFAULT_METRICS = ("eval/episode_success", "training/critic_loss", "training/actor_loss", "training/alpha")
 X_KEY = "env_steps"
+BASELINE_LABEL = "random policy (dotted, in each run's colour)"
+HIDDEN_LABEL = "_random policy"  # matplotlib leaves labels starting with "_" out of legends
 
 
 def run_label(run: Run) -> str:
@@ -50,24 +54,34 @@ def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS)
                        "from their metrics.jsonl keys")
     fig, axes = panel_figure(len(available))
     for ax, metric in zip(axes, available):
-        for run in runs:
+        for index, run in enumerate(runs):
             values = curve(run, metric)
             if values is None:
                 continue
             x, mean, sem = values
-            line, = ax.plot(x, mean, marker="o", ms=3, label=run_label(run))
-            ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
+            line, = ax.plot(x, mean, label=run_label(run), **line_style(index))
+            ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
             baseline = _random_baseline(run, metric)
             if baseline is not None:
-                ax.axhline(baseline, color=line.get_color(), ls=":", lw=1, label=f"random policy ({run.path.name})")
+                ax.axhline(baseline, color=line.get_color(), label=HIDDEN_LABEL, **BASELINE_STYLE)
+        if any(line.get_label() == HIDDEN_LABEL for line in ax.get_lines()):
+            ax.add_line(Line2D([], [], color="black", label=BASELINE_LABEL, **BASELINE_STYLE))
         ax.set_xlabel("env steps")
         ax.set_ylabel(metric_label(metric))
-        ax.set_title(metric, fontsize=9)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    seeds = ", ".join(f"{r.path.name}: {len(r.seeds)} seed(s)" for r in runs)
-    fig.suptitle(f"Learning curves ({seeds})", fontsize=9)
+        panel_title(ax, metric)
+        ax.grid(alpha=GRID_ALPHA)
+        respect_range(ax, metric)
+    figure_title(fig, f"learning curves of {len(runs)} run{'s' if len(runs) > 1 else ''}: mean over "
+                      f"{seed_counts(runs)} ± s.e.")
+    legend_below(fig, axes)
     return fig
+
+
+def seed_counts(runs: list[Run]) -> str:
+    """"1 seed", "3 seeds" or "1-3 seeds" (per run): the figure title's short account of the seeds."""
+    low, high = min(len(r.seeds) for r in runs), max(len(r.seeds) for r in runs)
+    count = f"{low}" if low == high else f"{low}-{high}"
+    return f"{count} seed{'' if count == '1' else 's'}"
 
 
 def _random_baseline(run: Run, metric: str) -> float | None:
