@@ -13,9 +13,10 @@ Parametric families (e.g. stitching ids `ant_<layout>_gen_<cfg>`) register an id
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Callable
+
+from crl.env_names import closest_env, unknown_env_hint
 
 from .spec import EnvSpec
 
@@ -25,33 +26,13 @@ _FACTORIES: dict[str, Factory] = {}
 _SPEC_CACHE: dict[str, EnvSpec] = {}
 _DECLARED_SPECS: dict[str, EnvSpec] = {}  # specs known without building the env; dropped on re-register
 _PATTERNS: dict[str, tuple[re.Pattern, Callable[[re.Match], Factory]]] = {}  # description -> (regex, resolver)
-_CLOSE_MATCH_CUTOFF = 0.6  # difflib similarity below which no suggestion is made
-_FAMILY_SEPARATOR = "_"  # an id's family is its first part: ant, point, humanoid, arm, ...
-
-
-def closest_env(name: str, known: list[str]) -> str | None:
-    """The known id most like `name`, or None when none is close enough to suggest."""
-    close = difflib.get_close_matches(name, known, n=1, cutoff=_CLOSE_MATCH_CUTOFF)
-    return close[0] if close else None
-
-
-def id_families(known: list[str]) -> list[str]:
-    """`known` grouped by first part (`point_u_maze`, `point_big_maze` -> `point*`): a short stand-in for the list."""
-    groups: dict[str, list[str]] = {}
-    for name in sorted(known):
-        groups.setdefault(name.split(_FAMILY_SEPARATOR, 1)[0], []).append(name)
-    return [members[0] if len(members) == 1 else f"{head}*" for head, members in groups.items()]
 
 
 def unknown_env_message(name: str, known: list[str] | None = None, patterns: list[str] | None = None) -> str:
-    """One short line for an unknown id: the closest id, the id families, and where the full list is."""
+    """One short line for an unknown id: the closest id, the id groups and families, and where the full list is."""
     known = list_envs() if known is None else known
     patterns = list_patterns() if patterns is None else patterns
-    closest = closest_env(name, known)
-    hint = f" Did you mean {closest!r}?" if closest else ""
-    families = f" Families: {', '.join(patterns)}." if patterns else ""
-    return (f"unknown environment {name!r}.{hint} Ids: {', '.join(id_families(known)) or '(none registered)'}."
-            f"{families} `crl envs` lists every id with its spec.")
+    return f"unknown environment {name!r}. {unknown_env_hint(name, known, patterns)}"
 
 
 class UnknownEnvError(KeyError, ValueError):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crl import bench, bench_envs, bench_seeds, cli, env_catalog, envs
+from crl import bench, bench_envs, bench_seeds, cli, env_catalog, env_names, envs
 from crl.envs import registry
 from crl.envs.spec import EnvSpec
 
@@ -33,7 +33,7 @@ def _bench_subparsers() -> dict[str, argparse.ArgumentParser]:
 
 # --------------------------------------------------------------------------- crl envs
 def test_crl_envs_lists_without_jax_or_a_simulator():
-    code = ("import sys; from crl.cli import main; rc = main(['envs']); "
+    code = ("import sys; import crl.env_names; from crl.cli import main; rc = main(['envs']); "
             f"print('LOADED', sorted(set({HEAVY_MODULES!r}) & set(sys.modules))); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -98,8 +98,14 @@ def test_unknown_env_message_without_a_close_id_makes_no_suggestion():
     assert message == "unknown environment 'zzzz'. Ids: ant, cheetah. `crl envs` lists every id with its spec."
 
 
-def test_id_families_groups_ids_by_first_part():
-    assert registry.id_families(["ant", "ant_u_maze", "cheetah", "point_a", "point_b"]) == ["ant*", "cheetah", "point*"]
+def test_id_groups_groups_ids_by_first_part():
+    assert env_names.id_groups(["ant", "ant_u_maze", "cheetah", "point_a", "point_b"]) == ["ant*", "cheetah", "point*"]
+
+
+def test_unknown_env_hint_for_config_validation_defaults_to_the_builtin_families():
+    hint = env_names.unknown_env_hint("antt", ["ant", "ant_u_maze", "reacher"])
+    assert hint == ("Did you mean 'ant'? Ids: ant*, reacher. Families: " + ", ".join(env_catalog.FAMILIES)
+                    + ". `crl envs` lists every id with its spec.")
 
 
 def test_unknown_env_error_carries_the_short_message():
