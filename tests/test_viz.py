@@ -19,6 +19,7 @@ from scipy.stats import spearmanr
 
 from crl import streams
 from crl.cli import main
+from crl.viz.cli import CHOSEN_EPISODE
 from tiny_run import tiny_config
 
 # A point-maze agent that trains in ~20 s on CPU and already has a goal-shaped critic.
@@ -33,6 +34,9 @@ SAMPLED_POINTS = 64
 RENDER_EVERY = 4
 RENDER_SIZE = ("--height", "96", "--width", "128")
 BLANK_STD = 5.0  # grey levels: a frame with less spread than this is blank
+EPISODES_IN_FRAME = 16  # the render default's episodes, every one checked for the agent in frame
+MIN_AGENT_PIXELS = 4  # the point (radius 0.15 cells) covers ~8-28 pixels of a 96 x 128 top-down frame
+HIDDEN_SHARE_OBLIQUE = 0.5  # the old camera lost a failing episode's point in over 90% of its frames
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +59,18 @@ def deeper(tmp_path_factory):
 
 def _cli(*argv) -> list[str]:
     """Run `crl ...` in process; the printed paths of the written files."""
+    return _cli_with_notes(*argv)[0]
+
+
+def _cli_with_notes(*argv) -> tuple[list[str], str]:
+    """Run `crl ...` in process; (the paths printed on stdout, what it printed on stderr)."""
     import contextlib
     import io
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert main(list(argv)) == 0
-    return out.getvalue().split()
+    return out.getvalue().split(), err.getvalue()
 
 
 def test_q_grid_equals_the_critic_evaluated_directly(learned, tmp_path):
@@ -221,7 +230,11 @@ def test_plot_curves_of_two_runs(learned, deeper, tmp_path):
 def test_render_writes_html_and_a_non_blank_mp4(learned, tmp_path):
     import imageio_ffmpeg
 
-    html, mp4 = _cli("render", str(learned), "--every", str(RENDER_EVERY), *RENDER_SIZE, "--out", str(tmp_path))
+    (html, mp4, npz), notes = _cli_with_notes("render", str(learned), "--every", str(RENDER_EVERY), *RENDER_SIZE,
+                                              "--out", str(tmp_path))
+    # every file written is listed, and each exists
+    assert [p.rsplit(".", 1)[1] for p in (html, mp4, npz)] == ["html", "mp4", "npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.rsplit("/", 1)[1] for p in (html, mp4, npz))
     reader = imageio_ffmpeg.read_frames(mp4)
     meta = next(reader)
     width, height = meta["size"]
@@ -229,11 +242,18 @@ def test_render_writes_html_and_a_non_blank_mp4(learned, tmp_path):
     steps = 100  # point_u_maze_eval's episode: 101 states, never terminated; every 4th drawn, the last kept
     assert frames.shape == (len(range(0, steps + 1, RENDER_EVERY)), 96, 128, 3)
     assert frames.std(axis=(1, 2, 3)).min() > BLANK_STD
-    qpos = np.load(mp4.replace(".mp4", ".npz"))["qpos"]
+    data = np.load(npz)
+    qpos, episode = data["qpos"], int(data["episode"])
     assert np.linalg.norm(qpos[-1] - qpos[0]) > 0.3  # the point moved, so the first and last frames differ
-    # the rendered episode is path 0 of `crl viz rollouts` (same episodes, same key); the point's qpos is its xy
+    # the default episode is the first path of `crl viz rollouts` (same episodes, same key) that reached its goal
     _, rollouts = _cli("viz", "rollouts", str(learned), "--out", str(tmp_path))
-    np.testing.assert_allclose(qpos, np.load(rollouts)["xy"][::RENDER_EVERY, 0], atol=1e-6)
+    paths = np.load(rollouts)
+    assert paths["reached"].any(), "the learned fixture should reach some goals"
+    assert episode == np.argmax(paths["reached"])
+    np.testing.assert_allclose(qpos, paths["xy"][::RENDER_EVERY, episode], atol=1e-6)
+    steps_at_goal = int(paths["time_at_goal"][episode])
+    assert notes.strip() == (f"crl render: episode {episode} of 16: reached its goal ({steps_at_goal} of {steps} "
+                             f"steps at the goal) (chosen: {CHOSEN_EPISODE}; pick another with --episode)")
     assert np.abs(frames[0].astype(int) - frames[-1]).max() > 50
     # the HTML embeds brax's scene: one state per frame and the goal sphere among the world geoms
     text = open(html).read()
@@ -242,6 +262,54 @@ def test_render_writes_html_and_a_non_blank_mp4(learned, tmp_path):
     assert len(scene["states"]["x"]) == len(frames)
     spheres = [g for g in scene["geoms"]["world"] if g["name"] == "Sphere"]
     assert spheres and spheres[0]["size"][0] == pytest.approx(0.25)
+
+
+def _oblique_camera(model):
+    """The camera `crl render` used before issue 16: MuJoCo's default free camera tilted 60 degrees, along -x."""
+    import mujoco
+
+    camera = mujoco.MjvCamera()
+    mujoco.mjv_defaultFreeCamera(model, camera)
+    camera.elevation, camera.distance, camera.azimuth = -60.0, camera.distance * 0.8, 180.0
+    return camera
+
+
+def test_maze_camera_keeps_the_agent_in_frame_in_every_episode(learned):
+    from crl.viz.episodes import collect_episodes
+    from crl.viz.render import agent_pixel_counts, episode_frames, scene_of
+    from crl.viz.run_view import load_run_view
+
+    view = load_run_view(learned, num_eval_envs=EPISODES_IN_FRAME)
+    episodes = collect_episodes(view, keep_pipeline=True)
+    scene = scene_of(view.env)
+    size = (int(RENDER_SIZE[1]), int(RENDER_SIZE[3]))
+    for episode in range(EPISODES_IN_FRAME):  # reached or not, the point is on screen in every frame
+        qpos = episode_frames(scene, episodes, episode, RENDER_EVERY)
+        assert agent_pixel_counts(scene, qpos, size).min() >= MIN_AGENT_PIXELS, episode
+    # the check can fail: the old oblique camera loses a failing episode's point behind the U's inner wall
+    failed = int(np.argmin(episodes.time_at_goal))
+    oblique = agent_pixel_counts(scene, episode_frames(scene, episodes, failed, RENDER_EVERY), size,
+                                 camera=_oblique_camera(scene.sys.mj_model))
+    assert (oblique == 0).mean() > HIDDEN_SHARE_OBLIQUE, oblique
+
+
+def test_render_chooses_and_describes_an_informative_episode():
+    from crl.viz.episodes import Episodes, describe_episode, most_informative_episode
+
+    def episodes(time_at_goal, closest):  # one step per episode: state 1 at `closest` from a goal at the origin
+        n = len(time_at_goal)
+        states = np.stack([np.full((n, 2), 9.0), np.stack([np.asarray(closest, float), np.zeros(n)], 1)])
+        return Episodes(states, np.zeros((1, n, 2)), np.zeros((n, 2)), np.ones((1, n)),
+                        np.asarray(time_at_goal, float)[None])
+
+    reached = episodes([0, 1, 1], [0.9, 0.1, 0.2])
+    assert most_informative_episode(reached, (0, 1)) == 1
+    assert describe_episode(reached, 2, (0, 1), "units") == \
+        "episode 2 of 3: reached its goal (1 of 1 steps at the goal)"
+    missed = episodes([0, 0, 0], [0.9, 0.7, 0.8])
+    assert most_informative_episode(missed, (0, 1)) == 1
+    assert describe_episode(missed, 2, (0, 1), "m") == \
+        "episode 2 of 3: did not reach its goal (closest approach 0.80 m)"
 
 
 def test_bad_input_exits_2_naming_the_problem(learned, tmp_path, capsys):
@@ -255,6 +323,8 @@ def test_bad_input_exits_2_naming_the_problem(learned, tmp_path, capsys):
     assert capsys.readouterr().err
     assert main(["plot", str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+    assert main(["render", str(learned), "--episodes", "4", "--episode", "4"]) == 2
+    assert "--episode 4 is not one of the 4 episodes run; pick 0..3" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -276,10 +346,16 @@ def test_physics_maze_rollouts_q_map_and_render(env, cell_size, start_noise, tmp
     q = np.load(npz)["q"][0]
     wall_cells = int(get_layout("u_maze").walls.sum())
     assert q.shape == (10, 10) and np.isfinite(q[~np.isnan(q)]).all() and np.isnan(q).sum() == 4 * wall_cells
-    html, mp4 = _cli("render", str(run_dir), "--every", "100", *RENDER_SIZE, "--out", str(tmp_path))
+    html, mp4, npz = _cli("render", str(run_dir), "--every", "100", *RENDER_SIZE, "--out", str(tmp_path))
     import imageio_ffmpeg
+
+    from crl.viz.render import agent_pixel_counts, scene_of
+    from crl.viz.run_view import load_run_view
 
     reader = imageio_ffmpeg.read_frames(mp4)
     width, height = next(reader)["size"]
     frames = np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
-    assert len(frames) == len(np.load(mp4.replace(".mp4", ".npz"))["qpos"]) and frames.std() > BLANK_STD
+    qpos = np.load(npz)["qpos"]
+    assert len(frames) == len(qpos) and frames.std() > BLANK_STD
+    scene = scene_of(load_run_view(run_dir).env)  # the robot is in view from above in every frame
+    assert agent_pixel_counts(scene, qpos, (height, width)).min() > 0

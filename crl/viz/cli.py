@@ -12,6 +12,7 @@ USAGE_ERROR = 2
 VIZ_DIR = "viz"  # default output folder inside the (first) run directory
 DEFAULT_ROLLOUT_EPISODES = 16
 DEFAULT_REPR_EPISODES = 4
+CHOSEN_EPISODE = "the first that reached its goal, else the closest"  # how `crl render` picks without --episode
 
 
 def _pair(kind: type) -> Callable[[str], tuple]:
@@ -129,31 +130,38 @@ def _render(args) -> list[Path]:
     from crl.viz.render import render_episode
     from crl.viz.run_view import VizError, load_run_view
 
-    if not 0 <= args.episode < args.episodes:
+    if args.episode is not None and not 0 <= args.episode < args.episodes:
         raise VizError(f"--episode {args.episode} is not one of the {args.episodes} episodes run; pick 0..{args.episodes - 1}")
     view = load_run_view(args.run_dir, args.checkpoint, args.seed, num_eval_envs=args.episodes)
     episodes = collect_episodes(view, keep_pipeline=True)
-    written = render_episode(view, episodes, _out_dir(args, args.run_dir), args.episode, args.every, args.fps,
-                             (args.height, args.width), html=not args.no_html, mp4=not args.no_mp4)
-    return list(written.values())
+    rendered = render_episode(view, episodes, _out_dir(args, args.run_dir), args.episode, args.every, args.fps,
+                              (args.height, args.width), html=not args.no_html, mp4=not args.no_mp4)
+    chosen = "" if args.episode is not None else f" (chosen: {CHOSEN_EPISODE}; pick another with --episode)"
+    print(f"crl render: {rendered.description}{chosen}", file=sys.stderr)
+    return list(rendered.files.values())
 
 
 def render_parser() -> argparse.ArgumentParser:
     from crl.viz.render import DEFAULT_FPS, DEFAULT_SIZE
 
     parser = argparse.ArgumentParser(prog="crl render", description="One eval episode as brax's HTML viewer and an "
-                                     "MP4 (MuJoCo offscreen renderer; headless through EGL, see docs/visualisation.md).")
+                                     "MP4 (MuJoCo offscreen renderer; headless through EGL, see "
+                                     "docs/visualisation.md); a maze is filmed from above. Prints which episode "
+                                     "was drawn and every file written.")
     _common(parser)
-    parser.add_argument("--episode", type=int, default=0,
-                        help="which eval episode: path k of `crl viz rollouts` with the same --episodes")
+    parser.add_argument("--episode", type=int, default=None,
+                        help="which eval episode: path k of `crl viz rollouts` with the same --episodes "
+                             f"(default: {CHOSEN_EPISODE})")
     parser.add_argument("--episodes", type=int, default=DEFAULT_ROLLOUT_EPISODES,
-                        help="episodes run side by side (as `crl viz rollouts`); only --episode is drawn")
-    parser.add_argument("--every", type=int, default=1, help="draw every N-th step")
-    parser.add_argument("--fps", type=int, default=DEFAULT_FPS)
-    parser.add_argument("--height", type=int, default=DEFAULT_SIZE[0])
-    parser.add_argument("--width", type=int, default=DEFAULT_SIZE[1])
-    parser.add_argument("--no-html", action="store_true")
-    parser.add_argument("--no-mp4", action="store_true")
+                        help="episodes run side by side (as `crl viz rollouts`); only --episode is drawn "
+                             "(default: %(default)s)")
+    parser.add_argument("--every", type=int, default=1, help="draw every N-th step (default: %(default)s)")
+    parser.add_argument("--fps", type=int, default=DEFAULT_FPS, help="MP4 frames per second (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=DEFAULT_SIZE[0],
+                        help="MP4 height in pixels (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=DEFAULT_SIZE[1], help="MP4 width in pixels (default: %(default)s)")
+    parser.add_argument("--no-html", action="store_true", help="skip brax's HTML viewer")
+    parser.add_argument("--no-mp4", action="store_true", help="skip the MP4 (and its .npz of frame positions)")
     parser.set_defaults(run=_render)
     return parser
 

@@ -42,6 +42,29 @@ class Episodes:
         """(T + 1, N, goal_dim) the achieved goal along each episode."""
         return self.states[..., list(goal_indices)]
 
+    def closest_approach(self, goal_indices) -> np.ndarray:
+        """(N,) the smallest distance between achieved and commanded goal within each episode."""
+        distance = np.linalg.norm(self.achieved(goal_indices) - self.goals[None], axis=-1)
+        return np.where(self.in_episode, distance, np.inf).min(axis=0)
+
+
+def most_informative_episode(episodes: Episodes, goal_indices) -> int:
+    """The first episode that reached its goal, else the one that came closest: what a render should show."""
+    reached = np.nonzero(episodes.time_at_goal > 0)[0]
+    if reached.size:
+        return int(reached[0])
+    return int(np.argmin(episodes.closest_approach(goal_indices)))
+
+
+def describe_episode(episodes: Episodes, episode: int, goal_indices, length_unit: str) -> str:
+    """One line saying which episode it is and whether (and how long) it reached its goal."""
+    count, steps = episodes.goals.shape[0], episodes.alive.shape[0]
+    at_goal = int(episodes.time_at_goal[episode])
+    if at_goal:
+        return f"episode {episode} of {count}: reached its goal ({at_goal} of {steps} steps at the goal)"
+    closest = episodes.closest_approach(goal_indices)[episode]
+    return f"episode {episode} of {count}: did not reach its goal (closest approach {closest:.2f} {length_unit})"
+
 
 def collect_episodes(view: RunView, key: jax.Array | None = None, keep_pipeline: bool = False) -> Episodes:
     """Run the eval env's batch (num_eval_envs episodes) with the deterministic policy, keeping every step.

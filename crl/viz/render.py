@@ -3,6 +3,8 @@
 Rendering needs an OpenGL context without a display: crl sets MUJOCO_GL=egl (Mesa's EGL on a CPU
 machine, the NVIDIA driver's EGL on a GPU one) unless the user chose a backend (docs/visualisation.md).
 The goal is drawn as a translucent sphere of the success radius; the HTML gets it as a static world geom.
+A maze is filmed straight from above, the whole grid in frame, so no wall ever hides the agent (an oblique
+camera lost it behind walls for most of an episode); other envs are filmed by a camera tracking the robot.
 """
 from __future__ import annotations
 
@@ -15,14 +17,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crl.viz.episodes import Episodes
+from crl.viz.episodes import Episodes, describe_episode, most_informative_episode
 from crl.viz.run_view import RunView, VizError
 
 DEFAULT_SIZE = (480, 640)  # (height, width) of the MP4
 DEFAULT_FPS = 30
-CAMERA_ELEVATION = -60.0  # degrees: looking down on a maze at an angle
-MAZE_CAMERA_ZOOM = 0.8  # MuJoCo's default free camera stands 1.5 model extents away; a maze fills more of the frame
-MAZE_CAMERA_AZIMUTH = 180.0  # looking along -x: world x runs down the frame and y across, as in the viz figures
+TRACKING_ELEVATION = -60.0  # degrees: a robot outside a maze is seen from above at an angle
+TOP_DOWN_ELEVATION = -90.0  # degrees: a maze is seen straight from above, where walls hide nothing
+MAZE_CAMERA_AZIMUTH = 180.0  # image up = world -x: world x runs down the frame and y across, as in the viz figures
+MAZE_FRAME_MARGIN = 1.05  # the maze's grid fills the frame but for a 5% border
+ROBOT_ROOT_BODY = 1  # body 0 is the world; the robot's (or the point's) root body comes first
 GOAL_RGBA = (1.0, 0.1, 0.1, 0.5)
 HTML_HEIGHT = 480
 FLAT_GOAL_DIM = 2  # an xy goal is drawn at the success radius above the floor
@@ -34,7 +38,14 @@ class Scene:
 
     sys: Any
     qpos: Callable[[Any], jax.Array]
-    maze: bool  # frame the whole model (a maze) rather than follow the robot
+    maze_bounds: tuple[np.ndarray, np.ndarray] | None  # (low xy, high xy) of a maze to film from above, else None
+
+
+def maze_bounds_of(env) -> tuple[np.ndarray, np.ndarray] | None:
+    """(low xy, high xy) of the env's maze grid, walls included, or None for an env without a maze."""
+    if not hasattr(env, "layout"):
+        return None
+    return env.layout.world_bounds(float(env.cell_size))
 
 
 def scene_of(env) -> Scene:
@@ -42,9 +53,9 @@ def scene_of(env) -> Scene:
     from brax.io import mjcf
 
     if hasattr(env, "render_xml"):
-        return Scene(mjcf.loads(env.render_xml()), env.render_qpos, maze=True)
+        return Scene(mjcf.loads(env.render_xml()), env.render_qpos, maze_bounds_of(env))
     if hasattr(env, "sys"):
-        return Scene(env.sys, lambda pipeline_state: pipeline_state.q, maze=hasattr(env, "layout"))
+        return Scene(env.sys, lambda pipeline_state: pipeline_state.q, maze_bounds_of(env))
     raise VizError(f"crl render: environment {env.spec.name!r} has neither a physics System nor a render model")
 
 
@@ -83,40 +94,94 @@ def write_html(path: Path, scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray,
     path.write_text(html.render_from_json(json.dumps(system), HTML_HEIGHT, colab=False, base_url=None))
 
 
-def render_frames(scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray, radius: float,
-                  size: tuple[int, int] = DEFAULT_SIZE) -> np.ndarray:
-    """(F, H, W, 3) uint8 images from MuJoCo's offscreen renderer, goal sphere added to each scene."""
+def top_down_camera(model, bounds: tuple[np.ndarray, np.ndarray], size: tuple[int, int]):
+    """A free camera straight above the maze's centre, far enough for the whole grid to fit the frame."""
     import mujoco
 
+    low, high = (np.asarray(b, np.float64) for b in bounds)
+    height, width = size
+    half_x, half_y = (high - low) / 2  # world x runs down the frame, world y across it
+    half_view = np.tan(np.radians(model.vis.global_.fovy) / 2)  # half the frame's height per unit of distance
+    camera = mujoco.MjvCamera()
+    camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.lookat[:] = [*(low + high) / 2, 0.0]
+    camera.elevation, camera.azimuth = TOP_DOWN_ELEVATION, MAZE_CAMERA_AZIMUTH
+    camera.distance = MAZE_FRAME_MARGIN * max(half_x, half_y * height / width) / half_view
+    return camera
+
+
+def tracking_camera(model):
+    """MuJoCo's default free camera turned into one that follows the robot's root body from above at an angle."""
+    import mujoco
+
+    camera = mujoco.MjvCamera()
+    mujoco.mjv_defaultFreeCamera(model, camera)
+    camera.elevation = TRACKING_ELEVATION
+    camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
+    camera.trackbodyid = ROBOT_ROOT_BODY
+    return camera
+
+
+def camera_of(scene: Scene, size: tuple[int, int]):
+    """The camera a scene is filmed with: top-down over a maze, tracking the robot otherwise."""
     model = scene.sys.mj_model
+    return tracking_camera(model) if scene.maze_bounds is None else top_down_camera(model, scene.maze_bounds, size)
+
+
+def open_renderer(model, size: tuple[int, int]):
+    """MuJoCo's offscreen renderer of `size` (height, width); a VizError that names the fix when GL is missing."""
+    import mujoco
+
     height, width = size
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
     model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
-    data = mujoco.MjData(model)
-    camera = mujoco.MjvCamera()
-    mujoco.mjv_defaultFreeCamera(model, camera)
-    camera.elevation = CAMERA_ELEVATION
-    if scene.maze:
-        camera.distance *= MAZE_CAMERA_ZOOM
-        camera.azimuth = MAZE_CAMERA_AZIMUTH
-    else:  # follow the robot's root body
-        camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
-        camera.trackbodyid = 1
-    images = []
     try:
-        renderer = mujoco.Renderer(model, height, width)
+        return mujoco.Renderer(model, height, width)
     except Exception as err:  # noqa: BLE001  (GL set-up fails with several exception types)
         raise VizError(f"crl render: MuJoCo could not open an OpenGL context ({err}); on a headless machine use "
                        "MUJOCO_GL=egl with Mesa's EGL installed (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri), "
                        "see docs/visualisation.md") from err
-    with renderer:
+
+
+def _posed_scenes(scene: Scene, qpos: np.ndarray, size: tuple[int, int], camera, segmentation: bool = False):
+    """The renderer with its scene updated to each qpos in turn, for the caller to decorate and render."""
+    import mujoco
+
+    model = scene.sys.mj_model
+    data = mujoco.MjData(model)
+    camera = camera_of(scene, size) if camera is None else camera
+    with open_renderer(model, size) as renderer:
+        if segmentation:
+            renderer.enable_segmentation_rendering()
         for q in qpos:
             data.qpos[:] = q
             mujoco.mj_forward(model, data)
             renderer.update_scene(data, camera)
-            _add_sphere(renderer.scene, goal_xyz, radius)
-            images.append(renderer.render().copy())
+            yield renderer
+
+
+def render_frames(scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray, radius: float,
+                  size: tuple[int, int] = DEFAULT_SIZE, camera=None) -> np.ndarray:
+    """(F, H, W, 3) uint8 images from MuJoCo's offscreen renderer, goal sphere added to each scene."""
+    images = []
+    for renderer in _posed_scenes(scene, qpos, size, camera):
+        _add_sphere(renderer.scene, goal_xyz, radius)
+        images.append(renderer.render().copy())
     return np.stack(images)
+
+
+def agent_pixel_counts(scene: Scene, qpos: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE,
+                       camera=None) -> np.ndarray:
+    """(F,) pixels showing the robot's (or the point's) own geoms in each frame: 0 where the camera lost it."""
+    import mujoco
+
+    model = scene.sys.mj_model
+    agent_geoms = np.nonzero(model.body_rootid[model.geom_bodyid] == ROBOT_ROOT_BODY)[0]
+    counts = []
+    for renderer in _posed_scenes(scene, qpos, size, camera, segmentation=True):
+        ids, types = np.moveaxis(renderer.render(), -1, 0)
+        counts.append(int((np.isin(ids, agent_geoms) & (types == mujoco.mjtObj.mjOBJ_GEOM)).sum()))
+    return np.asarray(counts)
 
 
 def _add_sphere(scene, pos: np.ndarray, radius: float) -> None:
@@ -138,14 +203,36 @@ def write_mp4(path: Path, images: np.ndarray, fps: int) -> None:
     mediapy.write_video(str(path), images, fps=fps)
 
 
-def render_episode(view: RunView, episodes: Episodes, out_dir: Path, episode: int = 0, every: int = 1,
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    """What a render wrote: the episode drawn, a line saying whether it reached its goal, and every file."""
+
+    episode: int
+    description: str
+    files: dict[str, Path]  # kind (html, mp4, npz) -> path
+
+
+def check_episode(episodes: Episodes, episode: int | None, goal_indices) -> int:
+    """`episode` if it was run; without one, the most informative (the first to reach its goal, else the closest)."""
+    count = episodes.goals.shape[0]
+    if episode is None:
+        return most_informative_episode(episodes, goal_indices)
+    if not 0 <= episode < count:
+        raise VizError(f"episode {episode} does not exist; {count} were run, pick 0..{count - 1}")
+    return episode
+
+
+def render_episode(view: RunView, episodes: Episodes, out_dir: Path, episode: int | None = None, every: int = 1,
                    fps: int = DEFAULT_FPS, size: tuple[int, int] = DEFAULT_SIZE, html: bool = True,
-                   mp4: bool = True) -> dict[str, Path]:
-    """Write episode `episode` of `episodes` (collected with keep_pipeline) as HTML and/or MP4; returns the paths."""
+                   mp4: bool = True) -> Rendered:
+    """Write one episode of `episodes` (collected with keep_pipeline) as HTML and/or MP4 (+ its frames' npz).
+
+    Without `episode` the first that reached its goal is drawn, or, if none did, the one that came closest.
+    """
     if every < 1:
         raise VizError(f"--every must be >= 1 (draw every N-th step), got {every}")
-    if not 0 <= episode < episodes.goals.shape[0]:
-        raise VizError(f"episode {episode} does not exist; {episodes.goals.shape[0]} were run")
+    goal_indices = view.spec.goal_indices
+    episode = check_episode(episodes, episode, goal_indices)
     scene = scene_of(view.env)
     qpos = episode_frames(scene, episodes, episode, every)
     radius = view.spec.success_radius
@@ -157,5 +244,7 @@ def render_episode(view: RunView, episodes: Episodes, out_dir: Path, episode: in
     if mp4:
         images = render_frames(scene, qpos, goal, radius, size)
         write_mp4(written.setdefault("mp4", stem.with_suffix(".mp4")), images, fps)
-        np.savez_compressed(stem.with_suffix(".npz"), qpos=qpos, goal=goal, frame_means=images.mean(axis=(1, 2, 3)))
-    return written
+        np.savez_compressed(written.setdefault("npz", stem.with_suffix(".npz")), qpos=qpos, goal=goal,
+                            frame_means=images.mean(axis=(1, 2, 3)), episode=episode,
+                            time_at_goal=episodes.time_at_goal[episode])
+    return Rendered(episode, describe_episode(episodes, episode, goal_indices, view.length_unit), written)
