@@ -131,6 +131,20 @@ def test_train_help_lists_launch_options_with_descriptions(capsys):
     assert "--critic-depth" in fields  # tyro's fields table still follows
 
 
+def test_plan_help_lists_its_options_with_descriptions(capsys):
+    from crl.plan.cli import plan_main, plan_options_parser
+
+    with pytest.raises(SystemExit) as exited:
+        plan_main(["--help"])
+    assert exited.value.code == 0
+    launch, fields = capsys.readouterr().out.split("usage: crl plan", 1)
+    flat = " ".join(launch.split())
+    for action in _option_actions(plan_options_parser()):
+        assert " ".join(action.help.split("(default")[0].split()) in flat, action.option_strings
+        assert "(default: " in action.help, action.option_strings
+    assert "(default: A100-40GB, A100-80GB, H100-80GB)" in flat and "--critic-depth" in fields
+
+
 def test_eval_options_each_say_what_and_their_default():
     for action in _option_actions(cli._eval_parser()):
         assert action.help, action.dest

@@ -16,18 +16,37 @@ would. Takes the same config and overrides as `crl train`, e.g.
 Nothing is allocated: shapes come from jax.eval_shape and programs are compiled from them."""
 
 
+HELP_FLAGS = ("-h", "--help")
+
+
+def plan_options_parser() -> argparse.ArgumentParser:
+    """The options `crl plan` reads before the config fields (preset, target devices, output form)."""
+    parser = argparse.ArgumentParser(prog="crl plan", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
+    plan = parser.add_argument_group("plan options (before the config fields; see also the fields table below)")
+    plan.add_argument("--config", default=None, metavar="FILE.yaml",
+                      help="preset to start from, as for `crl train` (default: %(default)s, the built-in defaults)")
+    plan.add_argument("--device", action="append", default=None, metavar="NAME",
+                      help=f"target device to judge the run against; repeat for several (default: "
+                           f"{', '.join(DEFAULT_DEVICES)})")
+    plan.add_argument("--devices-file", default=None, metavar="FILE.yaml",
+                      help="YAML of extra or overriding devices, `NAME: {memory_gib: 48, fp32_tflops: 91.6, ...}` "
+                           "(default: %(default)s, the built-in table)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON instead of text (default: %(default)s)")
+    plan.add_argument("--no-fixes", action="store_true",
+                      help="skip searching for settings that would fit a device the run does not fit "
+                           "(default: %(default)s)")
+    return parser
+
+
 def plan_main(argv: list[str]) -> int:
     import tyro
 
     from crl.config import ConfigError, TrainConfig, load_yaml
 
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--config", default=None)
-    pre.add_argument("--device", action="append", default=None, metavar="NAME")
-    pre.add_argument("--devices-file", default=None, metavar="FILE.yaml")
-    pre.add_argument("--json", action="store_true")
-    pre.add_argument("--no-fixes", action="store_true")
+    pre = plan_options_parser()
     known, rest = pre.parse_known_args(argv)
+    if any(flag in rest for flag in HELP_FLAGS):
+        print(pre.format_help())  # tyro's table below lists only the config fields
     try:
         default = load_yaml(known.config) if known.config else TrainConfig()
     except ConfigError as err:
