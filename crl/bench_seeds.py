@@ -18,7 +18,7 @@ DEFAULT_SEEDS = 4
 DEFAULT_DEPTHS = (4, 16)
 DEFAULT_EPOCHS = 3
 DEFAULT_TRAIN_STEPS = 10
-DEFAULT_CONFIG = "configs/quickstart.yaml"
+DEFAULT_CONFIG = "quickstart"  # a shipped preset: resolves from any working directory
 
 
 def _timed_train(cfg) -> dict:
@@ -97,8 +97,8 @@ def add_parser(sub) -> None:
     from crl.bench import out_help  # crl.bench imports this module: import back only once both are loaded
 
     p = sub.add_parser("seeds", help="K vmapped seeds in one process against K sequential runs")
-    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="FILE.yaml",
-                   help="preset both arms train (default: %(default)s)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, metavar="PRESET",
+                   help="preset both arms train: a shipped preset's name or a YAML file (default: %(default)s)")
     p.add_argument("--num-seeds", type=int, default=DEFAULT_SEEDS, metavar="K",
                    help="seeds per arm (default: %(default)s)")
     p.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),

@@ -8,7 +8,7 @@ import crl  # noqa: F401  (sets XLA flags before jax loads)
 from crl import _platform
 
 TRAIN_HELP = ("Train a CRL agent. Start from a preset (`--config`) or the defaults, then override any field below, "
-              "e.g. `crl train --config configs/quickstart.yaml --critic-depth 16 --seed 3`. `--resume RUN_DIR` "
+              "e.g. `crl train --config quickstart --critic-depth 16 --seed 3`. `--resume RUN_DIR` "
               "continues a run from its newest valid checkpoint with the run's own config; field flags override it "
               "(`--config` with `--resume` is an error). A run dir that already holds checkpoints is resumed "
               "automatically. With `--distributed` the data mesh spans every process's devices and process 0 writes "
@@ -21,9 +21,9 @@ def _train_launch_parser() -> argparse.ArgumentParser:
     """The options read before the config fields (where the config comes from, how processes join)."""
     parser = argparse.ArgumentParser(prog="crl train", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
     launch = parser.add_argument_group("launch options (before the config fields; see also the fields table below)")
-    launch.add_argument("--config", default=None, metavar="FILE.yaml",
-                        help="preset to start from, e.g. configs/quickstart.yaml (default: %(default)s, the built-in "
-                             "defaults)")
+    launch.add_argument("--config", default=None, metavar="PRESET",
+                        help="preset to start from: a shipped preset's name (quickstart, paper/ant_big_maze) or a YAML "
+                             "file (default: %(default)s, the built-in defaults)")
     launch.add_argument("--resume", default=None, metavar="RUN_DIR",
                         help="continue RUN_DIR from its newest valid checkpoint with its own config.yaml; not with "
                              "--config (default: %(default)s)")
@@ -69,7 +69,7 @@ def _train(argv: list[str]) -> int:
         print(f"crl train: {err}", file=sys.stderr)
         return 2
     cfg = tyro.cli(TrainConfig, default=default, args=rest,
-                   prog="crl train [--config FILE.yaml | --resume RUN_DIR]", description=TRAIN_HELP)
+                   prog="crl train [--config PRESET | --resume RUN_DIR]", description=TRAIN_HELP)
     _platform.enable_compilation_cache()
     from crl.checkpoint import CheckpointRestoreError, NoValidCheckpointError
     from crl.preemption import PREEMPT_EXIT_CODE, Preempted

@@ -174,6 +174,13 @@ def test_bench_default_out_is_fresh_under_runs_bench():
     assert bench.resolve_out("seeds", "elsewhere/mine.md") == Path("elsewhere/mine.md")
 
 
+def test_bench_seeds_default_preset_loads_outside_the_checkout(tmp_path, monkeypatch):
+    from crl.config import load_yaml
+
+    monkeypatch.chdir(tmp_path)
+    assert load_yaml(_bench_subparsers()["seeds"].get_default("config")).env == "point_u_maze"
+
+
 def test_bench_out_must_be_markdown():
     with pytest.raises(SystemExit, match=r"--out report.txt must end in \.md"):
         bench.resolve_out("envs", "report.txt")

@@ -12,7 +12,7 @@ PLAN_HELP = """Plan a run before launching it: parameter, optimiser, replay-buff
 compiled program's memory (XLA's analysis); FLOPs per SGD update and per epoch (XLA's cost analysis); env and SGD
 steps; for each --device, whether it fits and a lower bound on run time, and when it does not fit the settings that
 would. Takes the same config and overrides as `crl train`, e.g.
-`crl plan --config configs/paper.yaml --env ant --critic-depth 64 --actor-depth 64 --device H100-80GB`.
+`crl plan --config paper --env ant --critic-depth 64 --actor-depth 64 --device H100-80GB`.
 Nothing is allocated: shapes come from jax.eval_shape and programs are compiled from them."""
 
 
@@ -23,8 +23,9 @@ def plan_options_parser() -> argparse.ArgumentParser:
     """The options `crl plan` reads before the config fields (preset, target devices, output form)."""
     parser = argparse.ArgumentParser(prog="crl plan", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
     plan = parser.add_argument_group("plan options (before the config fields; see also the fields table below)")
-    plan.add_argument("--config", default=None, metavar="FILE.yaml",
-                      help="preset to start from, as for `crl train` (default: %(default)s, the built-in defaults)")
+    plan.add_argument("--config", default=None, metavar="PRESET",
+                      help="preset to start from, a shipped preset's name or a YAML file, as for `crl train` "
+                           "(default: %(default)s, the built-in defaults)")
     plan.add_argument("--device", action="append", default=None, metavar="NAME",
                       help=f"target device to judge the run against; repeat for several (default: "
                            f"{', '.join(DEFAULT_DEVICES)})")
@@ -53,7 +54,7 @@ def plan_main(argv: list[str]) -> int:
         print(f"crl plan: {err}", file=sys.stderr)
         return 2
     cfg = tyro.cli(TrainConfig, default=default, args=rest, description=PLAN_HELP,
-                   prog="crl plan [--config FILE.yaml] [--device NAME ...] [--devices-file FILE.yaml] [--json] "
+                   prog="crl plan [--config PRESET] [--device NAME ...] [--devices-file FILE.yaml] [--json] "
                         "[--no-fixes]")
     _platform.enable_compilation_cache()
     from crl.plan.advice import Fixer, judge
