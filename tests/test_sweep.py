@@ -1,5 +1,5 @@
-"""Sweeps: specs expand into validated runs with stable ids; the local and submitit runners isolate crashes,
-record status.json and skip finished runs when relaunched."""
+"""Sweeps: specs expand into typed runs with stable ids, checked before launch; the local and submitit runners
+isolate crashes, record status.json and skip finished runs when relaunched."""
 import dataclasses
 import json
 import pickle
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from crl.config import ConfigError, validate
+from crl.config import ConfigError
 from crl.sweep import main, runs
 from crl.sweep.slurm import TrainJob
 from crl.sweep.check import check_runs
@@ -147,17 +147,13 @@ def test_cli_bad_spec_exits_2_and_set_overrides(tmp_path, capsys):
 
 
 def test_every_preset_expands_and_validates():
-    from crl import envs
-
-    known = envs.list_envs()
     sizes = {}
     for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
         assert path.read_text().startswith("# "), f"{path}: first line says which paper experiment it is"
         spec = load_spec(path)
         points = expand(spec)
         sizes[path.stem] = len(points)
-        for run in points:
-            validate(run.config, known_envs=known, episode_length=envs.spec(run.config.env).episode_length)
+        check_runs(points, str(path))  # validate() with each env's id and episode length, as crl sweep does
     assert sizes["point_depth_cpu"] == 9 and sizes["table1"] == 10 * 5 * 5 and sizes["humanoid_1024"] == 3
     assert {"width_vs_depth", "actor_vs_critic_depth", "batch_x_depth"} <= set(sizes)
     assert len(expand(load_spec(CONFIGS / "sweeps" / "table1.yaml", num_seeds=5))) == 10 * 5
@@ -309,7 +305,8 @@ def test_runs_that_cannot_start_are_named_and_nothing_launches(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "2 of 2 runs" in err and "run seed-1: total_env_steps = -5: must be positive" in err
     assert main([str(path), "--set", "env=point_u_maz", "--out", str(out)]) == 2
-    assert "run seed-0: env = 'point_u_maz': unknown environment. Did you mean 'point_u_maze'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "run seed-0: env = 'point_u_maz': unknown environment. Did you mean 'point_u_maze'" in err
     assert not out.exists()  # nothing written, nothing launched
 
 
@@ -337,3 +334,30 @@ def test_specs_presets_and_bases_resolve_by_name_from_anywhere(tmp_path, monkeyp
     assert main(["point_depth", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "sweep spec point_depth does not exist and is not a preset name" in err and "point_depth_cpu" in err
+
+
+NO_JAX_DRY_RUN = """
+import sys
+from crl.sweep import main
+code = main(sys.argv[1:])
+print('jax loaded' if 'jax' in sys.modules else 'no jax', code)
+"""
+
+
+def test_checking_runs_over_built_in_envs_loads_no_jax(tmp_path):
+    # the env ids and episode lengths come from crl/env_catalog.py: a dry run of a big sweep stays quick
+    done = subprocess.run([sys.executable, "-c", NO_JAX_DRY_RUN, str(write_spec(tmp_path, seeds=2)), "--dry-run",
+                           "--set", "total_env_steps=2000"], capture_output=True, text=True, timeout=WAIT_S)
+    assert done.stdout.strip().splitlines()[-1] == "no jax 2", done.stdout + done.stderr
+    assert "total_env_steps = 2000 leaves no training step" in done.stderr
+
+
+def test_ids_outside_the_catalog_are_checked_through_the_registry():
+    from crl.sweep.check import run_problem
+    from tiny_run import tiny_config
+
+    # a stitching id: its episode length (250) comes from building the env, not from the catalog
+    assert "min_replay_size = 100 < episode_length = 250" in run_problem(
+        tiny_config(env="point_u5_maze_gen_1f2f", eval_env=None))
+    assert "not a single corridor" in run_problem(tiny_config(env="point_big_maze_gen_1f2f3f", eval_env=None))
+    assert run_problem(tiny_config(env="point_u_maze_gen_1f", eval_env=None)) is None

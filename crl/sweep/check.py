@@ -1,16 +1,25 @@
-"""Pre-launch checks: every run of a sweep validated as `crl train` would, before any run starts."""
+"""Pre-launch checks: every run of a sweep validated as `crl train` would, before any run starts.
+
+Built-in env ids are looked up in crl/env_catalog.py (plain data), so checking a sweep over them loads no jax
+and builds no env; other ids (id families such as stitching, user-registered envs) go through the registry.
+"""
 from __future__ import annotations
 
+from crl import env_catalog
 from crl.config import ConfigError, TrainConfig, validate
 from crl.sweep.spec import Run
 
 
-def _known_envs(cfg: TrainConfig) -> list[str]:
+def _env_ids(cfg: TrainConfig) -> set[str]:
+    return {cfg.env, cfg.eval_env} - {None}
+
+
+def _registry_known_envs(cfg: TrainConfig) -> list[str]:
     """Registered ids plus the config's ids that resolve through an id family (as crl.train.known_envs)."""
-    from crl import envs  # imports jax; only a sweep that launches or dry-runs needs it
+    from crl import envs  # imports jax; only for ids outside the catalog
 
     known = envs.list_envs()
-    for name in {cfg.env, cfg.eval_env} - {None} - set(known):
+    for name in _env_ids(cfg) - set(known):
         try:
             envs.check_name(name)
         except envs.UnknownEnvError:
@@ -21,8 +30,17 @@ def _known_envs(cfg: TrainConfig) -> list[str]:
     return known
 
 
+def _known_envs(cfg: TrainConfig) -> list[str]:
+    """The ids validate() accepts: the catalog's when it holds the config's ids, else the registry's."""
+    if _env_ids(cfg) <= set(env_catalog.SPECS):
+        return list(env_catalog.SPECS)
+    return _registry_known_envs(cfg)
+
+
 def _episode_length(env: str) -> int:
-    """The env's episode length (the registry builds the env once per id, without compiling anything)."""
+    """The env's episode length: from the catalog, else from the registry (builds the env once, compiles nothing)."""
+    if env in env_catalog.SPECS:
+        return env_catalog.SPECS[env]["episode_length"]
     from crl import envs
 
     return envs.spec(env).episode_length

@@ -22,7 +22,8 @@ SLURM_CLUSTERS = ("slurm", "local")  # submitit executors: a SLURM cluster, or l
 DESCRIPTION = """Run a sweep of `crl train` runs described by SPEC.yaml (presets in configs/sweeps/, format in
 docs/sweeps.md). Each run gets its own run dir SWEEP_DIR/runs/<run id> with input.yaml, command.txt, train.log and
 status.json; every run's config is checked as `crl train` would before any run starts; relaunching the same command
-skips the runs that are done and resumes the others from their checkpoints. Exit codes: 0 every run done, 1 some run failed, 2 bad spec or arguments, 130 interrupted.
+skips the runs that are done and resumes the others from their checkpoints. Exit codes: 0 every run done, 1 some run
+failed, 2 bad spec or arguments (or a run that cannot start), 130 interrupted.
 Example: crl sweep point_depth_cpu --jobs 2 --dry-run"""
 
 
