@@ -8,6 +8,7 @@ from typing import Any
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 
 from crl import envs
 from crl.checkpoint import Checkpointer
@@ -18,6 +19,7 @@ from crl.networks import make_networks
 ACTOR_PARAMS_FILE = "actor.msgpack"
 ACTOR_META_FILE = "actor.json"
 ACTOR_FIELDS = ("actor_params", "env_steps", "grad_steps")  # what evaluating or exporting a policy reads
+RUNS_DIR = "runs"  # where `crl train` writes a run without --run-dir
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -26,6 +28,9 @@ def load_run_config(run_dir: str | Path) -> TrainConfig:
 
     from crl.config import ConfigError
 
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"{run_dir} does not exist (or is not a directory); check the path, e.g. `ls {RUNS_DIR}/` "
+                          "lists the runs `crl train` wrote without --run-dir")
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{run_dir}: no config.yaml there; is it a crl run directory?")
@@ -103,19 +108,64 @@ def export_actor(run_dir: str | Path, out_dir: str | Path, epoch: int | None = N
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+def parameter_count(params: Any) -> int:
+    """Number of scalars in a parameter tree."""
+    return sum(int(leaf.size) for leaf in jax.tree.leaves(params))
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
 class ExportedActor:
-    """A deterministic policy loaded from export_actor's folder: actor(obs) -> action in [-1, 1]."""
+    """The actor of a run, loaded from export_actor's folder: actor(obs) -> action in [-1, 1] (see load_actor)."""
 
     networks: Any
     params: Any
     meta: dict
 
+    @property
+    def env(self) -> str:
+        return self.meta["env"]
+
+    @property
+    def obs_dim(self) -> int:
+        return self.networks.state_dim + self.networks.goal_dim
+
+    def check_obs(self, obs: jax.Array) -> jax.Array:
+        """obs as an array whose last axis is concat(state, goal); a ValueError naming the sizes otherwise."""
+        obs = jnp.asarray(obs)
+        if obs.ndim == 0 or obs.shape[-1] != self.obs_dim:
+            raise ValueError(
+                f"{self.env}'s actor takes observations of size {self.obs_dim} = state_dim {self.networks.state_dim}"
+                f" + goal_dim {self.networks.goal_dim} (concat(state, goal) on the last axis), got shape "
+                f"{tuple(obs.shape)}; build obs as jnp.concatenate([state, goal], axis=-1)")
+        return obs
+
     def __call__(self, obs: jax.Array) -> jax.Array:
-        return jax.jit(self.networks.deterministic_action)(self.params, obs)
+        """The deterministic action tanh(mu(obs)), what evaluation and `crl eval` use."""
+        return jax.jit(self.networks.deterministic_action)(self.params, self.check_obs(obs))
+
+    def sample(self, obs: jax.Array, key: jax.Array) -> jax.Array:
+        """An action sampled as in training, tanh(mu + sigma * eps), for the same obs layout as __call__."""
+        action, _ = jax.jit(self.networks.sample_action)(self.params, self.check_obs(obs), key)
+        return action
+
+    def __repr__(self) -> str:
+        cfg = self.meta["config"]
+        return (f"ExportedActor(env={self.env!r}, epoch={self.meta['epoch']}, actor depth {cfg['actor_depth']} "
+                f"x width {cfg['actor_width']}, obs {self.obs_dim} = state {self.networks.state_dim} + goal "
+                f"{self.networks.goal_dim}, action {self.networks.action_size}, "
+                f"{parameter_count(self.params):,} parameters)")
 
 
 def load_actor(path: str | Path) -> ExportedActor:
+    """The actor `crl eval --export-actor DIR` (export_actor) wrote to DIR, rebuilt without critic, buffer or optimiser.
+
+    `actor(obs)` is the deterministic policy tanh(mu(obs)) that evaluation scores; `actor.sample(obs, key)` draws
+    tanh(mu + sigma * eps) as in training. obs is concat(state, goal) on its last axis: the env's state_dim
+    entries, then the commanded goal's goal_dim entries, in the space of state[goal_indices] (point mazes: x, y
+    then goal x, y; `crl.envs.spec(actor.env)` gives the sizes and indices). Leading axes are batch axes: an
+    obs of shape (obs_dim,) gives (action_size,), (B, obs_dim) gives (B, action_size). Actions lie in [-1, 1].
+    A wrong obs size raises a ValueError naming the expected one; `print(actor)` shows env, sizes, parameters.
+    """
     path = Path(path)
     meta = json.loads((path / ACTOR_META_FILE).read_text())
     cfg = from_dict(meta["config"])
