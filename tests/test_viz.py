@@ -319,6 +319,8 @@ def test_bad_input_exits_2_naming_the_problem(learned, tmp_path, capsys):
     assert "outside the 5 x 5 maze" in capsys.readouterr().err
     assert main(["viz", "rollouts", str(tmp_path)]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+    assert main(["render", str(tmp_path / "missing")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
     assert main(["viz", "q", str(learned), "--checkpoint", "99"]) == 2
     assert capsys.readouterr().err
     assert main(["plot", str(tmp_path)]) == 2

@@ -8,8 +8,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from crl.config import ConfigError
-
 PHYSICS_FREE_BACKEND = "jax"  # the point mass: lengths are in maze units, not metres
 LENGTH_UNITS = {PHYSICS_FREE_BACKEND: "units"}
 DEFAULT_LENGTH_UNIT = "m"
@@ -87,12 +85,13 @@ def _one_seed(tree: Any, index: int, num_seeds: int) -> Any:
 
 def load_run_view(run_dir: str | Path, checkpoint: int | None = None, seed: int | None = None,
                   **overrides: Any) -> RunView:
-    """Restore RUN_DIR's newest valid checkpoint (or epoch `checkpoint`); `seed` picks one seed of a K-seed run."""
+    """Restore RUN_DIR's newest valid checkpoint (or epoch `checkpoint`); `seed` picks one seed of a K-seed run.
+
+    A missing RUN_DIR, or one without config.yaml, is a ConfigError from crl.policy.load_run_config.
+    """
     from crl.policy import restore_run
     from crl.programs import run_seeds
 
-    if not (Path(run_dir) / "config.yaml").exists():
-        raise ConfigError(f"{run_dir}: no config.yaml there; pass a run directory written by `crl train`")
     trainer, restored = restore_run(run_dir, checkpoint, fields=VIEW_FIELDS, **overrides)
     seeds = run_seeds(trainer.cfg)
     seed = seeds[0] if seed is None else seed
