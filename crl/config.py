@@ -13,6 +13,8 @@ from typing import Any, Callable, Literal
 
 import yaml
 
+from crl.env_names import unknown_env_hint
+
 Energy = Literal["norm", "l2", "dot", "cosine"]
 ContrastiveLoss = Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"]
 Activation = Literal["swish", "relu"]
@@ -355,10 +357,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
         for name in ("env", "eval_env"):
             value = getattr(cfg, name)
             if value is not None and value not in known_envs:
-                close = difflib.get_close_matches(value, known_envs, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ConfigError(f"{name} = '{value}': unknown environment.{hint} "
-                                  f"Known: {', '.join(sorted(known_envs))} (see `crl envs`)")
+                raise ConfigError(f"{name} = '{value}': unknown environment. {unknown_env_hint(value, known_envs)}")
     if cfg.min_replay_size > cfg.max_replay_size:
         raise ConfigError(f"min_replay_size = {cfg.min_replay_size} > max_replay_size = {cfg.max_replay_size}: "
                           "the buffer cannot hold what training waits for; raise max_replay_size or lower min_replay_size")

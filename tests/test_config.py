@@ -110,11 +110,13 @@ def test_cli_rejects_bad_config_before_compiling(capsys, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
-def test_cli_unknown_env_lists_known(capsys, tmp_path):
+def test_cli_unknown_env_suggests_the_closest_and_points_to_crl_envs(capsys, tmp_path):
     code = cli.main(["train", "--config", str(CONFIGS / "quickstart.yaml"), "--env", "point_u_maz",
                      "--run-dir", str(tmp_path / "run")])
     assert code == 2
-    assert "Did you mean 'point_u_maze'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "env = 'point_u_maz': unknown environment. Did you mean 'point_u_maze'? Ids: ant*, " in err
+    assert "`crl envs` lists every id" in err and "point_u_maze_eval" not in err  # id groups, not all ~70 ids
 
 
 def test_cli_envs_lists_specs(capsys):
