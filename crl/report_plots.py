@@ -125,10 +125,17 @@ def respect_range(ax: Axes, metric: str) -> None:
     the markers of points at 0 show whole rather than cut in half by the axis."""
     if not non_negative(metric):
         return
-    top = ax.get_ylim()[1] if ax.dataLim.y1 > 0 else EMPTY_RANGE_TOP
+    top = ax.get_ylim()[1] if _highest_point(ax) > 0 else EMPTY_RANGE_TOP
     ax.set_ylim(0, top)
     for line in ax.get_lines():
         line.set_clip_on(False)
+
+
+def _highest_point(ax: Axes) -> float:
+    """The largest y of the lines drawn (not ax.dataLim, which horizontal lines at 0 leave at a rounding error)."""
+    tops = [np.nanmax(y) for y in (np.asarray(line.get_ydata(), float) for line in ax.get_lines())
+            if y.size and np.isfinite(y).any()]
+    return max(tops, default=0.0)
 
 
 def line_style(index: int) -> dict[str, Any]:

@@ -237,6 +237,12 @@ def test_plot_keeps_success_at_zero_and_coinciding_runs_apart(tmp_path):
     assert len(styles) == 3  # three runs at 0 throughout: three different lines, not one colour on top
 
 
+def test_plot_of_runs_that_never_succeed_shows_0_to_1(tmp_path):
+    never = write_plot_runs(tmp_path)[1:]  # time at goal and its random baseline both 0 throughout
+    fig, _ = drawn(learning_curves(load_runs(never)))
+    assert fig.axes[0].get_ylim() == (0.0, report_plots.EMPTY_RANGE_TOP)
+
+
 def test_plot_of_runs_with_different_seed_counts_says_so(tmp_path):
     dirs = write_plot_runs(tmp_path, count=1)
     two = tmp_path / "two-seeds"
