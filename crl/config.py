@@ -145,6 +145,7 @@ def _to_bool(value: Any) -> bool:
 
 
 def _to_str(value: Any) -> str:
+    """Text only: a number where an env id or a path belongs is a mistake."""
     if not isinstance(value, str):
         raise _WrongType
     return value
@@ -156,7 +157,7 @@ TYPE_NAMES = {int: "an int", float: "a float", bool: "true or false", str: "a st
 
 @functools.cache
 def _field_types() -> dict[str, Any]:
-    """Each TrainConfig field's declared type (the annotations are strings under `from __future__ import annotations`)."""
+    """Each TrainConfig field's declared type (annotations are strings under `from __future__ import annotations`)."""
     return typing.get_type_hints(TrainConfig)
 
 
@@ -187,7 +188,7 @@ def _convert(kind: Any, value: Any) -> Any:
 
 
 def expected_text(kind: Any) -> str:
-    """What a field of type `kind` takes, in words: 'a float (e.g. 1e-4 or 0.0003)', "one of 'norm', 'l2'"."""
+    """What a field of type `kind` takes, in words: 'a float', 'a string or null', "one of 'norm', 'l2', ..."."""
     inner = _optional_inner(kind)
     if inner is not None:
         return f"{expected_text(inner)} or null"
@@ -227,7 +228,7 @@ def presets_dir() -> Path:
 
 
 def preset_names(folder: str = "") -> list[str]:
-    """Names that resolve_preset takes for `folder` ('' TrainConfig presets, 'sweeps' sweep specs), e.g. 'paper/humanoid'."""
+    """The names resolve_preset takes in `folder` ('': TrainConfig presets, 'sweeps': sweep specs): 'paper/humanoid'."""
     root = presets_dir() / folder
     names = [path.relative_to(root).with_suffix("").as_posix() for path in root.rglob(f"*{PRESET_SUFFIX}")]
     return sorted((name for name in names if folder or not name.startswith(f"{SWEEPS_FOLDER}/")),
@@ -334,9 +335,9 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
 
     Returns the step plan, or None when episode_length is not given (only field-level checks then run).
     """
-    _check_positive(cfg, ["total_env_steps", "num_envs", "unroll_length", "max_replay_size", "min_replay_size", "batch_size",
-                          "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "num_seeds", "critic_width",
-                          "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
+    _check_positive(cfg, ["total_env_steps", "num_envs", "unroll_length", "max_replay_size", "min_replay_size",
+                          "batch_size", "sgd_steps_per_train_step", "num_epochs", "num_eval_envs", "num_seeds",
+                          "critic_width", "actor_width", "repr_dim", "actor_lr", "critic_lr", "alpha_lr"])
     for name in ("critic_depth", "actor_depth"):
         depth = getattr(cfg, name)
         if depth <= 0 or depth % BLOCK_LAYERS:

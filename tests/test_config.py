@@ -81,6 +81,7 @@ def test_step_plan_matches_reference_accounting():
     ({"sgd_steps_per_train_step": 1000}, ["sgd_steps_per_train_step = 1000", "<= 999"]),
     ({"total_env_steps": 100_000}, ["leaves no training step", "raise total_env_steps"]),
     ({"num_envs": -4}, ["num_envs = -4", "positive"]),
+    ({"total_env_steps": -5}, ["total_env_steps = -5: must be positive"]),
     ({"discount": 1.0}, ["discount", "(0, 1)"]),
 ])
 def test_bad_configs_are_rejected_with_a_message(changes, words):
