@@ -16,6 +16,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
 from crl.report import Cell, mean_curve, metric_label, sort_key
@@ -38,6 +39,8 @@ MARKER_SIZE, MARKER_SIZE_STEP, MIN_MARKER_SIZE = 11.0, 2.0, 4.0
 MARKER_EDGE_WIDTH = 1.5
 LINE_ALPHA = 0.85
 BASELINE_STYLE = dict(linestyle=":", linewidth=1.5)  # the random policy's value: dotted, in its line's colour
+DEPTH_BASELINE_LABELS = ("random policy (dotted)", "random policy (dotted, in each line's colour)")  # 1, more lines
+BASELINE_HIDDEN_LABEL = "_random policy"  # matplotlib leaves labels starting with "_" out of legends
 # Metrics that cannot be negative, by the last part of their name (eval/random_X counts as eval/X) or a prefix:
 # their y axis starts at 0. Losses, entropies and logits can be negative and are not here.
 NON_NEGATIVE_NAMES = ("episode_success", "episode_success_any", "episode_success_easy", "avg_episode_length",
@@ -45,7 +48,8 @@ NON_NEGATIVE_NAMES = ("episode_success", "episode_success_any", "episode_success
 NON_NEGATIVE_PREFIXES = ("time/",)  # durations in seconds
 RANDOM_PREFIX = "random_"
 EMPTY_RANGE_TOP = 1.0  # y axis top for a non-negative metric whose data are all 0
-TITLE_CHARS_PER_INCH = 13  # characters of a title (fontsize "medium") that fit in one inch of panel
+TITLE_CHARS_PER_INCH = 11  # characters of a title (fontsize "medium", long field=value names) per inch
+AXIS_LABEL_INCHES = 1.0  # of a panel's width, what the y label and tick labels take: the title spans the rest
 LEGEND_CHARS_PER_INCH = 14  # characters of a legend entry (fontsize "small") that fit in one inch of figure
 LEGEND_MARKER_CHARS = 6  # room a legend entry's line sample and padding take, in characters
 LEGEND_ROW_INCHES = 0.3  # height added to the figure per row of legend entries below the panels
@@ -80,7 +84,7 @@ def wrap(text: str, inches: float, chars_per_inch: float = TITLE_CHARS_PER_INCH)
 
 def panel_title(ax: Axes, text: str) -> None:
     """A subplot title wrapped to the subplot's width, so neighbouring titles never run into each other."""
-    ax.set_title(wrap(text, PANEL_INCHES[0]), fontsize="medium")
+    ax.set_title(wrap(text, PANEL_INCHES[0] - AXIS_LABEL_INCHES), fontsize="medium")
 
 
 def figure_title(fig: Figure, text: str) -> None:
@@ -129,6 +133,18 @@ def respect_range(ax: Axes, metric: str) -> None:
     ax.set_ylim(0, top)
     for line in ax.get_lines():
         line.set_clip_on(False)
+
+
+def baseline(ax: Axes, value: float, color) -> None:
+    """A random policy's value as a dotted line in its curve's colour, left out of the legend: baseline_entry
+    gives all of them one entry instead of one per line."""
+    ax.axhline(value, color=color, label=BASELINE_HIDDEN_LABEL, **BASELINE_STYLE)
+
+
+def baseline_entry(ax: Axes, entry: str) -> None:
+    """The one legend entry that stands for every baseline line of the panel, if it has any."""
+    if any(line.get_label() == BASELINE_HIDDEN_LABEL for line in ax.get_lines()):
+        ax.add_line(Line2D([], [], color="black", label=entry, **BASELINE_STYLE))
 
 
 def _highest_point(ax: Axes) -> float:
@@ -233,8 +249,8 @@ def final_vs_x(cells: list[Cell], x: str | None, others: list[str], metric: str,
                            label=_label(group) or "mean ± s.e. over seeds", **style)
         randoms = [c.random for c in members if c.randoms]
         if randoms:
-            ax.axhline(float(np.mean(randoms)), color=bars.lines[0].get_color(), **BASELINE_STYLE,
-                       label=f"random policy ({_label(group)})" if group else "random policy")
+            baseline(ax, float(np.mean(randoms)), bars.lines[0].get_color())
+    baseline_entry(ax, DEPTH_BASELINE_LABELS[bool(group_fields)])
     log2 = numeric and _log2_axis(x, xs)
     if log2:
         ax.set_xscale("log", base=2)

@@ -97,7 +97,8 @@ def test_mixed_config_report_keeps_titles_legend_and_labels_apart(tmp_path):
 
 def test_long_titles_wrap_to_their_panel():
     fig, axes = report_plots.panel_figure(2)
-    long = ", ".join(f"{field}=point_hardest_maze_eval" for field in ("env", "eval_env", "config", "note"))
+    long = ("env=point_u_maze, eval_env=point_u_maze_eval, total_env_steps=480000, num_epochs=8, "  # a real one
+            "min_replay_size=100, sgd_steps_per_train_step=16, num_eval_envs=128")
     for ax in axes:
         report_plots.panel_title(ax, long)
     report_plots.figure_title(fig, long + ", " + long)
@@ -118,7 +119,9 @@ def test_depth_plot_of_mixed_configs_keeps_its_legend_outside(tmp_path):
     legend = assert_legend_below_panels(fig, renderer)
     labels = [t.get_text().replace("\n", " ") for t in legend.get_texts()]
     assert "env=point_hardest_maze, eval_env=point_hardest_maze_eval" in labels
-    assert sum(label.startswith("random policy") for label in labels) == len(LONG_ENVS)
+    assert [label for label in labels if "random" in label] == [report_plots.DEPTH_BASELINE_LABELS[1]]  # once
+    dotted = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == ":"]
+    assert len(dotted) == len(LONG_ENVS) + 1  # each group's baseline, plus the legend's sample line
 
 
 # --- all-zero data ----------------------------------------------------------------------------------------------

@@ -4,17 +4,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.lines import Line2D
 
 from crl.report import Run, load_run, mean_curve, metric_label, random_baseline_key
-from crl.report_plots import (BAND_ALPHA, BASELINE_STYLE, GRID_ALPHA, figure_title, legend_below, line_style,
-                              panel_figure, panel_title, respect_range)
+from crl.report_plots import (BAND_ALPHA, GRID_ALPHA, baseline, baseline_entry, figure_title, legend_below,
+                              line_style, panel_figure, panel_title, respect_range)
 from crl.viz.run_view import VizError
 
 DEFAULT_METRICS = ("eval/episode_success", "training/critic_loss", "training/actor_loss", "training/alpha")
 X_KEY = "env_steps"
 BASELINE_LABEL = "random policy (dotted, in each run's colour)"
-HIDDEN_LABEL = "_random policy"  # matplotlib leaves labels starting with "_" out of legends
 
 
 def run_label(run: Run) -> str:
@@ -61,11 +59,10 @@ def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS)
             x, mean, sem = values
             line, = ax.plot(x, mean, label=run_label(run), **line_style(index))
             ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
-            baseline = _random_baseline(run, metric)
-            if baseline is not None:
-                ax.axhline(baseline, color=line.get_color(), label=HIDDEN_LABEL, **BASELINE_STYLE)
-        if any(line.get_label() == HIDDEN_LABEL for line in ax.get_lines()):
-            ax.add_line(Line2D([], [], color="black", label=BASELINE_LABEL, **BASELINE_STYLE))
+            random_value = _random_baseline(run, metric)
+            if random_value is not None:
+                baseline(ax, random_value, line.get_color())
+        baseline_entry(ax, BASELINE_LABEL)
         ax.set_xlabel("env steps")
         ax.set_ylabel(metric_label(metric))
         panel_title(ax, metric)
