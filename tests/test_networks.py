@@ -104,13 +104,13 @@ def np_forward(params, x, n_heads, act=np_swish):
 def small_mlp():
     model = ResidualMLP(out_dims=(3, 2), **SMALL)
     x = jax.random.normal(jax.random.key(1), (4, 7))
-    params = model.init(jax.random.key(0), x)["params"]
+    params = jax.jit(model.init)(jax.random.key(0), x)["params"]
     return model, params, x
 
 
 def test_forward_matches_numpy(small_mlp):
     model, params, x = small_mlp
-    outs = model.apply({"params": params}, x)
+    outs = jax.jit(model.apply)({"params": params}, x)
     assert [o.dtype for o in outs] == [jnp.float32, jnp.float32]
     for got, want in zip(outs, np_forward(params, x, 2)):
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-5)
@@ -119,8 +119,8 @@ def test_forward_matches_numpy(small_mlp):
 def test_relu_matches_numpy():
     model = ResidualMLP(out_dims=(3,), activation="relu", **SMALL)
     x = jax.random.normal(jax.random.key(1), (4, 7))
-    params = model.init(jax.random.key(0), x)["params"]
-    (got,) = model.apply({"params": params}, x)
+    params = jax.jit(model.init)(jax.random.key(0), x)["params"]
+    (got,) = jax.jit(model.apply)({"params": params}, x)
     np.testing.assert_allclose(np.asarray(got), np_forward(params, x, 1, np_relu)[0], rtol=1e-4, atol=1e-5)
 
 
@@ -139,9 +139,9 @@ def test_param_tree_stacked_and_blocks_independent(small_mlp):
 def test_unroll_same_tree_and_function(small_mlp):
     model, params, x = small_mlp
     unrolled = ResidualMLP(out_dims=(3, 2), unroll=True, **SMALL)
-    unrolled_init = unrolled.init(jax.random.key(0), x)["params"]
+    unrolled_init = jax.eval_shape(unrolled.init, jax.random.key(0), x)["params"]
     assert jax.tree.structure(unrolled_init) == jax.tree.structure(params)
-    for a, b in zip(model.apply({"params": params}, x), unrolled.apply({"params": params}, x)):
+    for a, b in zip(jax.jit(model.apply)({"params": params}, x), jax.jit(unrolled.apply)({"params": params}, x)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     text = jax.jit(unrolled.apply).lower({"params": params}, x).as_text()
     assert "stablehlo.while" not in text  # straight-line blocks
@@ -156,8 +156,8 @@ def test_remat_same_outputs_and_gradients(small_mlp):
         a, b = m.apply({"params": p}, x)
         return jnp.sum(jnp.sin(a)) + jnp.sum(b ** 2)
 
-    v0, g0 = jax.value_and_grad(lambda p: loss(model, p))(params)
-    v1, g1 = jax.value_and_grad(lambda p: loss(remat, p))(params)
+    v0, g0 = jax.jit(jax.value_and_grad(lambda p: loss(model, p)))(params)
+    v1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(remat, p)))(params)
     np.testing.assert_allclose(v0, v1, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g0, g1)
 
@@ -166,8 +166,8 @@ def test_bf16_compute_close_to_fp32(small_mlp):
     model, params, x = small_mlp
     bf16 = ResidualMLP(out_dims=(3, 2), compute_dtype=jnp.bfloat16, **SMALL)
     assert jax.tree.all(jax.tree.map(lambda a: a.dtype == jnp.float32,
-                                     bf16.init(jax.random.key(0), x)["params"]))
-    for a, b in zip(model.apply({"params": params}, x), bf16.apply({"params": params}, x)):
+                                     jax.eval_shape(bf16.init, jax.random.key(0), x)["params"]))
+    for a, b in zip(jax.jit(model.apply)({"params": params}, x), jax.jit(bf16.apply)({"params": params}, x)):
         assert b.dtype == jnp.float32
         scale = float(jnp.abs(a).max())
         np.testing.assert_allclose(b, a, atol=0.05 * scale)
@@ -186,16 +186,21 @@ def test_bf16_keeps_maze_scale_inputs_and_heads_float32():
     assert (x.astype(jnp.bfloat16) == shifted.astype(jnp.bfloat16)).all(axis=1).any()  # bf16 loses some shifts
     f32 = ResidualMLP(out_dims=(16,), **SMALL)
     bf16 = ResidualMLP(out_dims=(16,), compute_dtype=jnp.bfloat16, **SMALL)
-    params = f32.init(jax.random.key(0), x)["params"]
+    params = jax.jit(f32.init)(jax.random.key(0), x)["params"]
 
-    def first_layer(model, inputs):
-        _, state = model.apply({"params": params}, inputs, capture_intermediates=True)
-        return np.asarray(state["intermediates"]["input"]["__call__"][0])
+    def traced(model):
+        """(outputs, input-layer activations) of one jitted forward pass."""
+        @jax.jit
+        def run(inputs):
+            outs, state = model.apply({"params": params}, inputs, capture_intermediates=True)
+            return outs, state["intermediates"]["input"]["__call__"][0]
+        return run
 
-    np.testing.assert_array_equal(first_layer(bf16, x), first_layer(f32, x))  # the input layer is float32
-    moved = np.abs(first_layer(bf16, shifted) - first_layer(bf16, x)).max(axis=1)
+    run32, run16 = traced(f32), traced(bf16)
+    ((out32,), first32), ((out16,), first16) = run32(x), run16(x)
+    np.testing.assert_array_equal(first16, first32)  # the input layer is float32
+    moved = np.abs(np.asarray(run16(shifted)[1]) - np.asarray(first16)).max(axis=1)
     assert (moved > 0).all()  # every 5 cm shift is seen (a bf16 input layer rounds ~40% of them away)
-    (out32,), (out16,) = f32.apply({"params": params}, x), bf16.apply({"params": params}, x)
     assert out16.dtype == jnp.float32
     np.testing.assert_allclose(out16, out32, atol=BF16_MAZE_RTOL * float(jnp.abs(out32).max()))
     assert not np.array_equal(out16, out32)  # the blocks really ran in bf16
@@ -217,7 +222,7 @@ TINY_CFG = TrainConfig(critic_depth=4, critic_width=16, actor_depth=8, actor_wid
 @pytest.fixture(scope="module")
 def tiny_nets():
     nets = make_networks(TINY_SPEC, TINY_CFG)
-    return nets, nets.init(jax.random.key(0))
+    return nets, jax.jit(nets.init)(jax.random.key(0))
 
 
 def test_make_networks_shapes_and_config(tiny_nets):
@@ -230,8 +235,8 @@ def test_make_networks_shapes_and_config(tiny_nets):
     assert params["actor"]["input"]["dense"]["kernel"].shape == (5 + 2, 8)
     b = 3
     state, goal, action = jnp.ones((b, 5)), jnp.ones((b, 2)), jnp.zeros((b, 3))
-    assert nets.sa_encode(params["critic"], state, action).shape == (b, 6)
-    assert nets.g_encode(params["critic"], goal).shape == (b, 6)
+    assert jax.eval_shape(nets.sa_encode, params["critic"], state, action).shape == (b, 6)
+    assert jax.eval_shape(nets.g_encode, params["critic"], goal).shape == (b, 6)
     cfg = TrainConfig(compute_dtype="bfloat16", matmul_precision="highest", unroll_blocks=True, remat=True,
                       activation="relu")
     actor = make_networks(TINY_SPEC, cfg).actor
@@ -242,23 +247,23 @@ def test_make_networks_shapes_and_config(tiny_nets):
 def test_encoders_match_numpy(tiny_nets):
     nets, params = tiny_nets
     state, action, goal = (jax.random.normal(jax.random.key(i), (4, n)) for i, n in enumerate((5, 3, 2)))
-    phi = nets.sa_encode(params["critic"], state, action)
+    phi = jax.jit(nets.sa_encode)(params["critic"], state, action)
     want = np_forward(params["critic"]["sa_encoder"], np.concatenate([state, action], -1), 1)[0]
     np.testing.assert_allclose(phi, want, rtol=1e-4, atol=1e-5)
-    psi = nets.g_encode(params["critic"], goal)
+    psi = jax.jit(nets.g_encode)(params["critic"], goal)
     np.testing.assert_allclose(psi, np_forward(params["critic"]["g_encoder"], goal, 1)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_actor_log_std_bounds_and_deterministic_action(tiny_nets):
     nets, params = tiny_nets
     obs = jax.random.normal(jax.random.key(3), (64, 7)) * jnp.logspace(-2, 4, 64)[:, None]
-    mean, log_std = nets.actor_dist(params["actor"], obs)
+    mean, log_std = jax.jit(nets.actor_dist)(params["actor"], obs)
     assert jnp.all(log_std >= LOG_STD_MIN) and jnp.all(log_std <= LOG_STD_MAX)
     raw = np_forward(params["actor"], obs, 2)
     np.testing.assert_allclose(mean, raw[0], rtol=1e-4, atol=1e-4)
     want_log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(raw[1]) + 1)
     np.testing.assert_allclose(log_std, want_log_std, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(nets.deterministic_action(params["actor"], obs), np.tanh(raw[0]), atol=1e-4)
+    np.testing.assert_allclose(jax.jit(nets.deterministic_action)(params["actor"], obs), np.tanh(raw[0]), atol=1e-4)
 
 
 def test_sample_action_statistics(tiny_nets):
@@ -266,10 +271,10 @@ def test_sample_action_statistics(tiny_nets):
     nets, params = tiny_nets
     n = 4096
     obs = jnp.broadcast_to(jax.random.normal(jax.random.key(4), (1, 7)), (n, 7))
-    action, log_prob = nets.sample_action(params["actor"], obs, jax.random.key(5))
+    action, log_prob = jax.jit(nets.sample_action)(params["actor"], obs, jax.random.key(5))
     assert action.shape == (n, 3) and log_prob.shape == (n,)
     assert jnp.all(jnp.abs(action) < 1)
-    mean, log_std = nets.actor_dist(params["actor"], obs[:1])
+    mean, log_std = jax.jit(nets.actor_dist)(params["actor"], obs[:1])
     pre = np.arctanh(np.asarray(action, np.float64))
     std = np.exp(np.asarray(log_std[0]))
     assert np.all(np.abs(pre.mean(0) - np.asarray(mean[0])) < 5 * std / math.sqrt(n))  # 5 standard errors
@@ -279,7 +284,7 @@ def test_sample_action_statistics(tiny_nets):
 def test_depth_1024_forward_and_backward():
     model = ResidualMLP(width=WIDTH, depth=1024, out_dims=(REPR,), remat=True)
     x = jax.random.normal(jax.random.key(0), (4, 37))
-    params = model.init(jax.random.key(1), x)["params"]
+    params = jax.jit(model.init)(jax.random.key(1), x)["params"]
     assert param_count(params) == mlp_params(37, WIDTH, 1024, (REPR,))
 
     @jax.jit

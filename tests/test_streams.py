@@ -50,12 +50,13 @@ def test_training_state_draws_from_the_named_streams():
     from crl.train import make_trainer
 
     trainer = make_trainer(tiny_config())
+    init, init_params, reset = jax.jit(trainer.init), jax.jit(trainer.networks.init), jax.jit(trainer.env.reset)
     for seed in (0, 1):
-        state = jax.jit(trainer.init)(seed)
+        state = init(seed)
         np.testing.assert_array_equal(state.key, streams.stream_key(seed, streams.COLLECT))
-        expected = trainer.networks.init(streams.stream_key(seed, streams.PARAMS))
+        expected = init_params(streams.stream_key(seed, streams.PARAMS))
         jax.tree.map(np.testing.assert_array_equal, state.actor_params, expected["actor"])
-        np.testing.assert_array_equal(state.env_state.obs, trainer.env.reset(streams.stream_key(seed, streams.ENV_RESET)).obs)
+        np.testing.assert_array_equal(state.env_state.obs, reset(streams.stream_key(seed, streams.ENV_RESET)).obs)
 
 
 def test_stream_ids_are_distinct_and_far_from_split_indices():
