@@ -3,12 +3,14 @@
 Rendering needs an OpenGL context without a display: crl sets MUJOCO_GL=egl (Mesa's EGL on a CPU
 machine, the NVIDIA driver's EGL on a GPU one) unless the user chose a backend (docs/visualisation.md).
 The goal is drawn as a translucent sphere of the success radius; the HTML gets it as a static world geom.
-A maze is filmed straight from above, the whole grid in frame, so no wall ever hides the agent (an oblique
-camera lost it behind walls for most of an episode); other envs are filmed by a camera tracking the robot.
+A maze is filmed straight from above by an orthographic camera, the whole grid in frame, so no wall ever hides
+the agent (an oblique camera lost it behind walls for most of an episode); a camera tracks the robot elsewhere.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +30,7 @@ MAZE_CAMERA_AZIMUTH = 180.0  # image up = world -x: world x runs down the frame 
 MAZE_FRAME_MARGIN = 1.05  # the maze's grid fills the frame but for a 5% border
 ROBOT_ROOT_BODY = 1  # body 0 is the world; the robot's (or the point's) root body comes first
 GOAL_RGBA = (1.0, 0.1, 0.1, 0.5)
+CameraMaker = Callable[[Any], Any]  # a copy of the render model -> the MjvCamera that films it (may set its fovy)
 HTML_HEIGHT = 480
 FLAT_GOAL_DIM = 2  # an xy goal is drawn at the success radius above the floor
 
@@ -95,18 +98,23 @@ def write_html(path: Path, scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray,
 
 
 def top_down_camera(model, bounds: tuple[np.ndarray, np.ndarray], size: tuple[int, int]):
-    """A free camera straight above the maze's centre, far enough for the whole grid to fit the frame."""
+    """An orthographic camera straight above the maze's centre, framing the whole grid (sets the model's fovy).
+
+    Parallel rays straight down: no wall can stand between the camera and the agent, and cells keep their size.
+    """
     import mujoco
 
     low, high = (np.asarray(b, np.float64) for b in bounds)
     height, width = size
-    half_x, half_y = (high - low) / 2  # world x runs down the frame, world y across it
-    half_view = np.tan(np.radians(model.vis.global_.fovy) / 2)  # half the frame's height per unit of distance
+    span_x, span_y = high - low  # world x runs down the frame, world y across it
+    frame_height = MAZE_FRAME_MARGIN * max(span_x, span_y * height / width)
+    model.vis.global_.fovy = frame_height  # an orthographic camera's fovy is its frame's height in length units
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_FREE
+    camera.orthographic = 1
     camera.lookat[:] = [*(low + high) / 2, 0.0]
     camera.elevation, camera.azimuth = TOP_DOWN_ELEVATION, MAZE_CAMERA_AZIMUTH
-    camera.distance = MAZE_FRAME_MARGIN * max(half_x, half_y * height / width) / half_view
+    camera.distance = frame_height  # above every wall; the frame does not depend on it
     return camera
 
 
@@ -122,10 +130,11 @@ def tracking_camera(model):
     return camera
 
 
-def camera_of(scene: Scene, size: tuple[int, int]):
-    """The camera a scene is filmed with: top-down over a maze, tracking the robot otherwise."""
-    model = scene.sys.mj_model
-    return tracking_camera(model) if scene.maze_bounds is None else top_down_camera(model, scene.maze_bounds, size)
+def camera_maker(scene: Scene, size: tuple[int, int]) -> CameraMaker:
+    """How a scene is filmed: top-down over a maze, tracking the robot otherwise."""
+    if scene.maze_bounds is None:
+        return tracking_camera
+    return functools.partial(top_down_camera, bounds=scene.maze_bounds, size=size)
 
 
 def open_renderer(model, size: tuple[int, int]):
@@ -143,13 +152,17 @@ def open_renderer(model, size: tuple[int, int]):
                        "see docs/visualisation.md") from err
 
 
-def _posed_scenes(scene: Scene, qpos: np.ndarray, size: tuple[int, int], camera, segmentation: bool = False):
-    """The renderer with its scene updated to each qpos in turn, for the caller to decorate and render."""
+def _posed_scenes(scene: Scene, qpos: np.ndarray, size: tuple[int, int], make_camera: CameraMaker | None,
+                  segmentation: bool = False):
+    """The renderer with its scene updated to each qpos in turn, for the caller to decorate and render.
+
+    It films a copy of the render model, so the env's own model keeps its view settings.
+    """
     import mujoco
 
-    model = scene.sys.mj_model
+    model = copy.copy(scene.sys.mj_model)
+    camera = (make_camera or camera_maker(scene, size))(model)
     data = mujoco.MjData(model)
-    camera = camera_of(scene, size) if camera is None else camera
     with open_renderer(model, size) as renderer:
         if segmentation:
             renderer.enable_segmentation_rendering()
@@ -161,24 +174,24 @@ def _posed_scenes(scene: Scene, qpos: np.ndarray, size: tuple[int, int], camera,
 
 
 def render_frames(scene: Scene, qpos: np.ndarray, goal_xyz: np.ndarray, radius: float,
-                  size: tuple[int, int] = DEFAULT_SIZE, camera=None) -> np.ndarray:
+                  size: tuple[int, int] = DEFAULT_SIZE, make_camera: CameraMaker | None = None) -> np.ndarray:
     """(F, H, W, 3) uint8 images from MuJoCo's offscreen renderer, goal sphere added to each scene."""
     images = []
-    for renderer in _posed_scenes(scene, qpos, size, camera):
+    for renderer in _posed_scenes(scene, qpos, size, make_camera):
         _add_sphere(renderer.scene, goal_xyz, radius)
         images.append(renderer.render().copy())
     return np.stack(images)
 
 
 def agent_pixel_counts(scene: Scene, qpos: np.ndarray, size: tuple[int, int] = DEFAULT_SIZE,
-                       camera=None) -> np.ndarray:
+                       make_camera: CameraMaker | None = None) -> np.ndarray:
     """(F,) pixels showing the robot's (or the point's) own geoms in each frame: 0 where the camera lost it."""
     import mujoco
 
     model = scene.sys.mj_model
     agent_geoms = np.nonzero(model.body_rootid[model.geom_bodyid] == ROBOT_ROOT_BODY)[0]
     counts = []
-    for renderer in _posed_scenes(scene, qpos, size, camera, segmentation=True):
+    for renderer in _posed_scenes(scene, qpos, size, make_camera, segmentation=True):
         ids, types = np.moveaxis(renderer.render(), -1, 0)
         counts.append(int((np.isin(ids, agent_geoms) & (types == mujoco.mjtObj.mjOBJ_GEOM)).sum()))
     return np.asarray(counts)
