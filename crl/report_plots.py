@@ -39,7 +39,8 @@ MARKER_SIZE, MARKER_SIZE_STEP, MIN_MARKER_SIZE = 11.0, 2.0, 4.0
 MARKER_EDGE_WIDTH = 1.5
 LINE_ALPHA = 0.85
 BASELINE_STYLE = dict(linestyle=":", linewidth=1.5)  # the random policy's value: dotted, in its line's colour
-DEPTH_BASELINE_LABELS = ("random policy (dotted)", "random policy (dotted, in each line's colour)")  # 1, more lines
+# the depth plot's legend entry for its random-policy lines: (one line of cells, several lines)
+DEPTH_BASELINE_LABELS = ("random policy (dotted)", "random policy (dotted, in each line's colour)")
 BASELINE_HIDDEN_LABEL = "_random policy"  # matplotlib leaves labels starting with "_" out of legends
 # Metrics that cannot be negative, by the last part of their name (eval/random_X counts as eval/X) or a prefix:
 # their y axis starts at 0. Losses, entropies and logits can be negative and are not here.
@@ -53,6 +54,7 @@ AXIS_LABEL_INCHES = 1.0  # of a panel's width, what the y label and tick labels 
 LEGEND_CHARS_PER_INCH = 14  # characters of a legend entry (fontsize "small") that fit in one inch of figure
 LEGEND_MARKER_CHARS = 6  # room a legend entry's line sample and padding take, in characters
 LEGEND_ROW_INCHES = 0.3  # height added to the figure per row of legend entries below the panels
+LEGEND_FRAME_ROWS = 1  # ... and for the legend's frame and padding, in rows
 TITLE_ROW_INCHES = 0.25  # height added to the figure per line of a wrapped figure title
 LEGEND_FONTSIZE = "small"
 GRID_ALPHA = 0.3
@@ -107,13 +109,13 @@ def legend_below(fig: Figure, axes: list[Axes]) -> None:
             handles.setdefault(label, handle)
     if not handles:
         return
-    width_chars = fig.get_figwidth() * LEGEND_CHARS_PER_INCH
-    labels = [wrap(label, fig.get_figwidth(), LEGEND_CHARS_PER_INCH - 1) for label in handles]
+    width_chars = int(fig.get_figwidth() * LEGEND_CHARS_PER_INCH)
+    labels = [textwrap.fill(label, width_chars - LEGEND_MARKER_CHARS) for label in handles]
     longest = max(len(line) for label in labels for line in label.splitlines()) + LEGEND_MARKER_CHARS
-    columns = max(1, min(len(labels), int(width_chars // longest)))
+    columns = max(1, min(len(labels), width_chars // longest))
     rows = sum(max(label.count("\n") + 1 for label in labels[i:i + columns]) for i in range(0, len(labels), columns))
     fig.legend(list(handles.values()), labels, loc="outside lower center", ncols=columns, fontsize=LEGEND_FONTSIZE)
-    _grow(fig, LEGEND_ROW_INCHES * (rows + 1))
+    _grow(fig, LEGEND_ROW_INCHES * (rows + LEGEND_FRAME_ROWS))
 
 
 # --- y ranges and line styles -----------------------------------------------------------------------------------
