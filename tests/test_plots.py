@@ -1,5 +1,8 @@
 """Figures of `crl report` and `crl plot` on awkward real-world inputs: layout (bounding boxes), y ranges, lines
 that coincide, titles. Built from synthetic run dirs, so nothing trains and nothing compiles."""
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from matplotlib.transforms import Bbox
@@ -252,3 +255,15 @@ def test_plot_of_runs_with_different_seed_counts_says_so(tmp_path):
     write_run(two, seeds={0: plot_records(4, False), 1: plot_records(8, False)}, critic_depth=4)
     fig = learning_curves(load_runs([*dirs, str(two)]))
     assert fig.get_suptitle() == "learning curves of 2 runs: mean over 1-2 seeds ± s.e."
+
+
+def test_a_run_keeps_its_colour_in_panels_where_another_run_has_no_line(tmp_path):
+    first, second = write_plot_runs(tmp_path, count=2)
+    rows = [{k: v for k, v in json.loads(line).items() if k != "training/alpha"}
+            for line in (Path(first) / "metrics.jsonl").read_text().splitlines()]
+    (Path(first) / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    fig = learning_curves(load_runs([first, second]))
+    success, *_, alpha = fig.axes
+    colour = {ax: {line.get_label(): line.get_color() for line in ax.get_lines()} for ax in (success, alpha)}
+    label = next(label for label in colour[alpha] if label.startswith("env-point_big_maze"))
+    assert colour[alpha][label] == colour[success][label]

@@ -57,7 +57,7 @@ def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS)
             if values is None:
                 continue
             x, mean, sem = values
-            line, = ax.plot(x, mean, label=run_label(run), **line_style(index))
+            line, = ax.plot(x, mean, color=run_color(index), label=run_label(run), **line_style(index))
             ax.fill_between(x, mean - sem, mean + sem, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
             random_value = _random_baseline(run, metric)
             if random_value is not None:
@@ -72,6 +72,12 @@ def learning_curves(runs: list[Run], metrics: tuple[str, ...] = DEFAULT_METRICS)
                       f"{seed_counts(runs)} ± s.e.")
     legend_below(fig, axes)
     return fig
+
+
+def run_color(index: int) -> str:
+    """The index-th run's colour in every panel, also where an earlier run lacks the panel's metric (the legend
+    below the panels shows each run once)."""
+    return f"C{index}"  # matplotlib's colour cycle, wrapping around
 
 
 def seed_counts(runs: list[Run]) -> str:
