@@ -166,7 +166,7 @@ def test_tanh_gaussian_log_prob_is_change_of_variables_density():
 @pytest.fixture(scope="module")
 def setup():
     nets = make_networks(SPEC, CFG)
-    params = nets.init(jax.random.key(0))
+    params = jax.jit(nets.init)(jax.random.key(0))
     keys = jax.random.split(jax.random.key(1), 3)
     batch = Batch(state=jax.random.normal(keys[0], (B, 4)), action=jnp.tanh(jax.random.normal(keys[1], (B, 3))),
                   goal=jax.random.normal(keys[2], (B, 2)))
@@ -175,30 +175,30 @@ def setup():
 
 def test_critic_loss_fn_matches_numpy(setup):
     nets, params, batch, losses = setup
-    loss, metrics = losses.critic_loss_fn(params["critic"], batch)
-    phi = nets.sa_encode(params["critic"], batch.state, batch.action)
-    psi = nets.g_encode(params["critic"], batch.goal)
+    loss, metrics = jax.jit(losses.critic_loss_fn)(params["critic"], batch)
+    phi = jax.jit(nets.sa_encode)(params["critic"], batch.state, batch.action)
+    psi = jax.jit(nets.g_encode)(params["critic"], batch.goal)
     np.testing.assert_allclose(loss, np_loss(np_pairwise(phi, psi, CFG.energy), CFG.contrastive_loss,
                                              CFG.logsumexp_penalty), rtol=1e-5)
-    grads = jax.grad(lambda p: losses.critic_loss_fn(p, batch)[0])(params["critic"])
+    grads = jax.jit(jax.grad(lambda p: losses.critic_loss_fn(p, batch)[0]))(params["critic"])
     assert float(jnp.abs(grads["g_encoder"]["head_0"]["kernel"]).sum()) > 0
 
 
 def test_actor_loss_by_hand(setup):
     nets, params, batch, losses = setup
     key, log_alpha = jax.random.key(7), jnp.asarray(0.4)
-    loss, metrics = losses.actor_loss_fn(params["actor"], params["critic"], log_alpha, batch, key)
+    loss, metrics = jax.jit(losses.actor_loss_fn)(params["actor"], params["critic"], log_alpha, batch, key)
     obs = jnp.concatenate([batch.state, batch.goal], -1)
-    action, log_prob = nets.sample_action(params["actor"], obs, key)
-    phi = nets.sa_encode(params["critic"], batch.state, action)
-    psi = nets.g_encode(params["critic"], batch.goal)
+    action, log_prob = jax.jit(nets.sample_action)(params["actor"], obs, key)
+    phi = jax.jit(nets.sa_encode)(params["critic"], batch.state, action)
+    psi = jax.jit(nets.g_encode)(params["critic"], batch.goal)
     energy = np.diag(np_pairwise(phi, psi, CFG.energy))
     want = np.mean(math.exp(0.4) * np.asarray(log_prob, np.float64) - energy)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
     np.testing.assert_allclose(metrics["entropy"], -np.mean(log_prob), rtol=1e-6)
     assert metrics["actor_loss"] == loss
-    grad_alpha, grad_actor = jax.grad(
-        lambda la, p: losses.actor_loss_fn(p, params["critic"], la, batch, key)[0], argnums=(0, 1))(
+    grad_alpha, grad_actor = jax.jit(jax.grad(
+        lambda la, p: losses.actor_loss_fn(p, params["critic"], la, batch, key)[0], argnums=(0, 1)))(
         log_alpha, params["actor"])
     assert grad_alpha == 0  # alpha is a constant for the actor
     assert float(jnp.abs(grad_actor["head_0"]["kernel"]).sum()) > 0
