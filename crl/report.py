@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default=DEFAULT_METRIC, help=f"default: {DEFAULT_METRIC} (time at goal)")
     parser.add_argument("--x", default=None, help=f"field on the x axis; default: {DEFAULT_X} if it varies, "
                         "else the first numeric field that varies")
-    parser.add_argument("--last", type=int, default=DEFAULT_LAST, help="evaluations averaged per seed")
+    parser.add_argument("--last", type=int, default=DEFAULT_LAST, help="evaluations averaged per seed: the last N of each run (default: %(default)s)")
     parser.add_argument("--out", default=None, help="output folder; default: SWEEP_DIR")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.last < 1:
