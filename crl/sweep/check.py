@@ -14,27 +14,13 @@ def _env_ids(cfg: TrainConfig) -> set[str]:
     return {cfg.env, cfg.eval_env} - {None}
 
 
-def _registry_known_envs(cfg: TrainConfig) -> list[str]:
-    """Registered ids plus the config's ids that resolve through an id family (as crl.train.known_envs)."""
-    from crl import envs  # imports jax; only for ids outside the catalog
-
-    known = envs.list_envs()
-    for name in _env_ids(cfg) - set(known):
-        try:
-            envs.check_name(name)
-        except envs.UnknownEnvError:
-            continue  # validate() names it, with the closest match
-        except ValueError as err:  # a family id with a bad part (layout, stitching config)
-            raise ConfigError(str(err)) from None
-        known.append(name)
-    return known
-
-
 def _known_envs(cfg: TrainConfig) -> list[str]:
     """The ids validate() accepts: the catalog's when it holds the config's ids, else the registry's."""
     if _env_ids(cfg) <= set(env_catalog.SPECS):
         return list(env_catalog.SPECS)
-    return _registry_known_envs(cfg)
+    from crl.train import known_envs  # imports jax and the simulators: only for ids outside the catalog
+
+    return known_envs(cfg)
 
 
 def _episode_length(env: str) -> int:
