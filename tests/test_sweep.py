@@ -22,7 +22,8 @@ from tiny_run import TINY_RUN
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # The shared tiny CPU run (tests/tiny_run.py): seconds once compiled (the compile cache serves later runs).
-TINY = {**TINY_RUN, "num_epochs": 3, "random_baseline": False, "checkpoint_every": 1}
+# TINY_RUN's step plan (2 epochs), so the training runs load the programs other tests compiled from the disk cache
+TINY = {**TINY_RUN, "random_baseline": False, "checkpoint_every": 1}
 CRASH_DEVICES = 64  # passes the sweep's checks, but crl train rejects it (exit 2): this CPU shows fewer devices
 LOCAL_SLURM = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 4}
 WAIT_S = 60  # for a fake child to start or a sweep to stop
@@ -70,11 +71,11 @@ def test_grid_is_a_cartesian_product_first_axis_outermost(tmp_path):
 
 def test_zip_advances_together_and_seeds_axis_is_last(tmp_path):
     points = expanded(tmp_path, zip=[{"critic_depth": [4, 16], "actor_depth": [8, 32]}], seeds=2,
-                      overrides={"num_epochs": 2})
+                      overrides={"num_epochs": 4})
     assert [(r.config.critic_depth, r.config.actor_depth, r.config.seed) for r in points] == [
         (4, 8, 0), (4, 8, 1), (16, 32, 0), (16, 32, 1)]
     assert points[3].id == "critic_depth-16__actor_depth-32__seed-1"
-    assert all(r.config.num_epochs == 2 for r in points)
+    assert all(r.config.num_epochs == 4 for r in points)
     assert [r.config.seed for r in expanded(tmp_path, seeds=[0, 5, 7])] == [0, 5, 7]
 
 
