@@ -14,8 +14,11 @@ import jax.numpy as jnp
 import pytest
 import yaml
 
+from tiny_run import tiny_config
+
+from crl import envs
 from crl.checkpoint import Checkpointer
-from crl.config import ConfigError, TrainConfig, to_dict
+from crl.config import ConfigError, TrainConfig, plan_steps, to_dict
 from crl.preemption import PREEMPT_EXIT_CODE
 from crl.train import NonFiniteError, make_trainer, train
 
@@ -25,13 +28,19 @@ KILL_AFTER_RECORDS = 3  # epoch 0 + two trained epochs logged
 SUBPROCESS_TIMEOUT_S = 240
 
 
+def budget(epochs: int) -> int:
+    """total_env_steps for `epochs` epochs of TINY_RUN's step plan (prefill, training steps per epoch)."""
+    cfg = tiny_config()
+    plan = plan_steps(cfg, envs.spec(cfg.env).episode_length)
+    return plan.prefill_env_steps + epochs * plan.env_steps_per_epoch
+
+
 def small(run_dir, **changes) -> TrainConfig:
-    values = dict(env="point_u_maze", num_envs=16, unroll_length=25, max_replay_size=400, min_replay_size=100,
-                  batch_size=64, sgd_steps_per_train_step=8, num_eval_envs=16, critic_width=32, actor_width=32,
-                  num_epochs=EPOCHS, total_env_steps=1_600 + EPOCHS * 12 * 400, run_dir=str(run_dir),
-                  progress=False, tensorboard=False, random_baseline=False, keep_checkpoints=2)
+    """TINY_RUN's shapes and step plan over EPOCHS epochs: its compiled programs come from the disk cache."""
+    values = dict(num_epochs=EPOCHS, total_env_steps=budget(EPOCHS), run_dir=str(run_dir), random_baseline=False,
+                  keep_checkpoints=2)
     values.update(changes)
-    return TrainConfig(**values)
+    return tiny_config(**values)
 
 
 def records(run_dir) -> list[dict]:
@@ -219,10 +228,10 @@ def test_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_resume_without_saved_buffer_refills(tmp_path, capsys):
     run_dir = tmp_path / "nobuf"
-    train(small(run_dir, num_epochs=2, total_env_steps=1_600 + 2 * 12 * 400, checkpoint_buffer_mb=0))
+    train(small(run_dir, num_epochs=2, total_env_steps=budget(2), checkpoint_buffer_mb=0))
     meta = json.loads(next((run_dir / "checkpoints" / "2" / "meta").glob("*")).read_text())
     assert meta["has_buffer"] is False
-    result = train(small(run_dir, num_epochs=3, total_env_steps=1_600 + 3 * 12 * 400, checkpoint_buffer_mb=0,
+    result = train(small(run_dir, num_epochs=3, total_env_steps=budget(3), checkpoint_buffer_mb=0,
                          progress=True))
     out = capsys.readouterr().out
     assert "holds no replay buffer" in out and "refilling" in out
@@ -285,7 +294,7 @@ def test_nan_rollback_retries_from_last_checkpoint_then_gives_up(tmp_path):
 
 
 def test_nonfinite_parameters_are_caught(tmp_path):
-    cfg = small(tmp_path / "params", num_epochs=2, total_env_steps=1_600 + 2 * 12 * 400)
+    cfg = small(tmp_path / "params", num_epochs=2, total_env_steps=budget(2))
     trainer = make_trainer(cfg)
     clean_step = trainer.sgd_step
 
