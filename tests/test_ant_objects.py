@@ -193,35 +193,54 @@ def test_push_rollout_layout_and_goal(push):
 
 
 # --------------------------------------------------------------------------- reset distributions
+def _draws(env, seed, n=N_DIST):
+    """(goal, object start) of n draws from the samplers reset uses (physics-free: no large-batch reset compile)."""
+
+    def draw(key):
+        k_task, k_object = jax.random.split(key)
+        _, goal = env._task_sampler(k_task)
+        return goal, env._object_sampler(k_object, goal)
+
+    return jax.jit(jax.vmap(draw))(_keys(seed, n))
+
+
+def _check_ball_start(goal, ball_xy):
+    """Ball start = 0.2 x target + (cos b, sin a) (the reference's formula)."""
+    offset = np.asarray(ball_xy) - ao.BALL_TARGET_FRACTION * np.asarray(goal)
+    np.testing.assert_allclose(offset[:, 1], goal[:, 1] / ao.BALL_GOAL_RADIUS, atol=1e-5)
+    assert np.abs(offset[:, 0]).max() <= 1.0 + 1e-5
+    return offset
+
+
 def test_ball_goal_on_circle_and_ball_start(ball):
     env, reset, _ = ball
-    state = reset(_keys(2, N_DIST))
-    goal = np.asarray(state.info["goal"])
+    goal, ball_xy = (np.asarray(x) for x in _draws(env, 2))
     np.testing.assert_allclose(np.linalg.norm(goal, axis=1), ao.BALL_GOAL_RADIUS, rtol=1e-5)
     angle = np.arctan2(goal[:, 1], goal[:, 0])
     counts, _ = np.histogram(angle, bins=8, range=(-np.pi, np.pi))
     expected = N_DIST / 8
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     assert chi2 < 24.3, counts  # chi-square, 7 dof, p = 0.001
-    # ball start: 0.2 x target + (cos b, sin a) (the reference's formula), at rest
-    offset = np.asarray(state.obs[:, 29:31]) - ao.BALL_TARGET_FRACTION * goal
-    np.testing.assert_allclose(offset[:, 1], goal[:, 1] / ao.BALL_GOAL_RADIUS, atol=1e-5)
-    assert np.abs(offset[:, 0]).max() <= 1.0 + 1e-5 and offset[:, 0].min() < -0.99 and offset[:, 0].max() > 0.99
+    offset = _check_ball_start(goal, ball_xy)
+    assert offset[:, 0].min() < -0.99 and offset[:, 0].max() > 0.99
     # b is drawn independently of the target's angle (cos b uncorrelated with cos a; 4.5 sigma at N_DIST)
     assert abs(np.corrcoef(offset[:, 0], goal[:, 0])[0, 1]) < 0.1
+    # reset puts the drawn ball into the physics, at rest
+    state = reset(_keys(2))
+    _check_ball_start(np.asarray(state.info["goal"]), state.obs[:, 29:31])
     np.testing.assert_array_equal(np.asarray(state.pipeline_state.qd)[:, env._object_qd], 0.0)
 
 
 def test_push_goal_regions(push):
     env, reset, _ = push
-    state = reset(_keys(3, N_DIST))
-    goal = np.asarray(state.info["goal"])
+    goal = np.asarray(jax.jit(jax.vmap(lambda k: env._task_sampler(k)[1]))(_keys(3, N_DIST)))
     corner = np.where(goal[:, :1] > goal[:, 1:], ao.PUSH_GOAL_CORNERS[0], ao.PUSH_GOAL_CORNERS[1])
     noise = goal - corner
     assert noise.min() >= 0.0 and noise.max() <= ao.PUSH_GOAL_NOISE
     assert noise.min() < 0.01 and noise.max() > ao.PUSH_GOAL_NOISE - 0.01  # the whole square is covered
     n_right = int((corner[:, 0] == ao.PUSH_GOAL_CORNERS[0, 0]).sum())
     assert abs(n_right - N_DIST / 2) < 4 * np.sqrt(N_DIST / 4), n_right  # each region with probability 1/2
+    state = reset(_keys(3))
     block = np.asarray(state.obs[:, 29:31])
     np.testing.assert_allclose(block, np.broadcast_to(ao.MOVABLE_START[:2], block.shape), atol=0.1 + 1e-5)
     np.testing.assert_allclose(np.asarray(state.obs[:, :2]), 0.0, atol=0.1 + 1e-5)  # the ant starts at the origin
