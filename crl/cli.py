@@ -6,6 +6,7 @@ import sys
 
 import crl  # noqa: F401  (sets XLA flags before jax loads)
 from crl import _platform
+from crl.cli_options import options_parser, parse_options
 
 TRAIN_HELP = ("Train a CRL agent. Start from a preset (`--config`) or the defaults, then override any field below, "
               "e.g. `crl train --config quickstart --critic-depth 16 --seed 3`. `--resume RUN_DIR` "
@@ -14,16 +15,11 @@ TRAIN_HELP = ("Train a CRL agent. Start from a preset (`--config`) or the defaul
               "automatically. With `--distributed` the data mesh spans every process's devices and process 0 writes "
               "the logs. Exit codes: 0 done, 2 bad config or no restorable checkpoint, 3 non-finite values, 75 stopped "
               "by a signal after saving a checkpoint (requeue and resume).")
-HELP_FLAGS = ("-h", "--help")
 
 
 def _train_launch_parser() -> argparse.ArgumentParser:
     """The options read before the config fields (where the config comes from, how processes join)."""
-    parser = argparse.ArgumentParser(prog="crl train", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
-    launch = parser.add_argument_group("launch options (before the config fields; see also the fields table below)")
-    launch.add_argument("--config", default=None, metavar="PRESET",
-                        help="preset to start from: a shipped preset's name (quickstart, paper/ant_big_maze) or a YAML "
-                             "file (default: %(default)s, the built-in defaults)")
+    parser, launch = options_parser("crl train", "launch options")
     launch.add_argument("--resume", default=None, metavar="RUN_DIR",
                         help="continue RUN_DIR from its newest valid checkpoint with its own config.yaml; not with "
                              "--config (default: %(default)s)")
@@ -44,11 +40,7 @@ def _train(argv: list[str]) -> int:
 
     from crl.config import ConfigError, TrainConfig, load_yaml
 
-    pre = _train_launch_parser()
-    known, rest = pre.parse_known_args(argv)
-    wants_help = any(flag in rest for flag in HELP_FLAGS)
-    if wants_help:
-        print(pre.format_help())  # tyro's table below lists only the config fields
+    known, rest, wants_help = parse_options(_train_launch_parser(), argv)
     if known.config and known.resume:
         print(f"crl train: --config and --resume together: a resumed run keeps the config it was started with "
               f"({known.resume}/config.yaml); drop --config and give changes as field flags, e.g. "

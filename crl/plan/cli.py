@@ -6,6 +6,7 @@ import json
 import sys
 
 from crl import _platform
+from crl.cli_options import options_parser, parse_options
 from crl.plan.devices import DEFAULT_DEVICES
 
 PLAN_HELP = """Plan a run before launching it: parameter, optimiser, replay-buffer and env-state bytes; each
@@ -16,16 +17,10 @@ would. Takes the same config and overrides as `crl train`, e.g.
 Nothing is allocated: shapes come from jax.eval_shape and programs are compiled from them."""
 
 
-HELP_FLAGS = ("-h", "--help")
-
 
 def plan_options_parser() -> argparse.ArgumentParser:
     """The options `crl plan` reads before the config fields (preset, target devices, output form)."""
-    parser = argparse.ArgumentParser(prog="crl plan", add_help=False, allow_abbrev=False, usage=argparse.SUPPRESS)
-    plan = parser.add_argument_group("plan options (before the config fields; see also the fields table below)")
-    plan.add_argument("--config", default=None, metavar="PRESET",
-                      help="preset to start from, a shipped preset's name or a YAML file, as for `crl train` "
-                           "(default: %(default)s, the built-in defaults)")
+    parser, plan = options_parser("crl plan", "plan options")
     plan.add_argument("--device", action="append", default=None, metavar="NAME",
                       help=f"target device to judge the run against; repeat for several (default: "
                            f"{', '.join(DEFAULT_DEVICES)})")
@@ -44,10 +39,7 @@ def plan_main(argv: list[str]) -> int:
 
     from crl.config import ConfigError, TrainConfig, load_yaml
 
-    pre = plan_options_parser()
-    known, rest = pre.parse_known_args(argv)
-    if any(flag in rest for flag in HELP_FLAGS):
-        print(pre.format_help())  # tyro's table below lists only the config fields
+    known, rest, _ = parse_options(plan_options_parser(), argv)
     try:
         default = load_yaml(known.config) if known.config else TrainConfig()
     except ConfigError as err:
