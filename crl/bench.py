@@ -22,10 +22,11 @@ from crl import bench_envs, bench_seeds
 from crl._platform import enable_compilation_cache
 from crl.config import TrainConfig, plan_steps
 from crl.envs.spec import EnvSpec
-from crl.losses import Batch, make_losses
-from crl.networks import make_networks, param_count
+from crl.agents import contrastive
+from crl.losses import Batch
+from crl.networks import param_count
 from crl.run import library_versions
-from crl.train import init_learner_state, make_optimizers, make_sgd_step, train
+from crl.train import init_learner_state, train
 
 # The reference's ant dimensions (state 29, goal = torso xy, 8 actions): shapes only, no simulator needed.
 ANT_SHAPES = EnvSpec(name="ant-shapes", backend="none", state_dim=29, goal_indices=(0, 1), action_size=8,
@@ -79,11 +80,10 @@ def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dt
     """Compile one full SGD update (actor, alpha, critic + Adam) at `depth`; time compile and median step."""
     cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
                       remat=remat, compute_dtype=dtype)
-    networks = make_networks(ANT_SHAPES, cfg)
-    optimizers = make_optimizers(cfg)
-    step = make_sgd_step(make_losses(networks, cfg, ANT_SHAPES.action_size), optimizers)
+    agent = contrastive.build(ANT_SHAPES, cfg)
+    step = agent.sgd_step
     init_key, batch_key, key = jax.random.split(jax.random.PRNGKey(0), 3)
-    state = init_learner_state(networks, optimizers, init_key)  # donated each call: keep `key` separate
+    state = init_learner_state(agent, init_key)  # donated each call: keep `key` separate
     batch = _random_batch(ANT_SHAPES, batch_size, batch_key)
     t0 = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=0).lower(state, (batch, key)).compile()

@@ -137,10 +137,21 @@ def future_goal_offsets(traj_id: jax.Array, key: jax.Array, discount: float | ja
     return jnp.where(remaining > 0, draw, NO_FUTURE_OFFSET).astype(jnp.int32)
 
 
-def _relabel_one(obs, action, traj_id, key, discount, state_dim, goal_indices):
+def uniform_future_offsets(traj_id: jax.Array, key: jax.Array) -> jax.Array:
+    """Offsets k_t uniform on {1..M_t} (HER's 'future' strategy, GCSL's hindsight goals); 0 where M_t == 0."""
+    length = traj_id.shape[0]
+    remaining = _segment_ends(traj_id) - jnp.arange(length, dtype=jnp.int32)
+    u = jax.random.uniform(key, (length,), jnp.float32)
+    draw = MIN_OFFSET + jnp.floor(u * remaining.astype(jnp.float32)).astype(jnp.int32)
+    draw = jnp.clip(draw, MIN_OFFSET, jnp.maximum(remaining, MIN_OFFSET))
+    return jnp.where(remaining > 0, draw, NO_FUTURE_OFFSET).astype(jnp.int32)
+
+
+def _relabel_one(obs, action, traj_id, key, discount, state_dim, goal_indices, offsets=None):
     """Relabel one env's window: (L, ...) -> L - 1 transitions (the last step is dropped)."""
     length = traj_id.shape[0]
-    goal_step = jnp.arange(length, dtype=jnp.int32) + future_goal_offsets(traj_id, key, discount)
+    offset = future_goal_offsets(traj_id, key, discount) if offsets is None else offsets(traj_id, key)
+    goal_step = jnp.arange(length, dtype=jnp.int32) + offset
     achieved = obs[:, goal_indices]  # achieved goal of every step in the window
     return {
         STATE_KEY: obs[:-1, :state_dim],
@@ -155,12 +166,14 @@ def relabel(
     discount: float | jax.Array,
     state_dim: int,
     goal_indices: Sequence[int] | jax.Array,
+    offsets=None,
 ) -> dict[str, jax.Array]:
     """Hindsight future-state goals for every env's window (from `sample_windows`).
 
     Returns 'state' (N, state_dim), 'action' (N, A), 'goal' (N, len(goal_indices)) with
     N = num_envs * (window - 1); goal = achieved goal of a discounted-random future step of the
-    same trajectory (or of the step itself when none is left).
+    same trajectory (or of the step itself when none is left). `offsets(traj_id, key)` replaces the
+    discounted law (e.g. `uniform_future_offsets`).
     """
     obs, action, traj_id = windows[OBS_KEY], windows[ACTION_KEY], windows[TRAJ_ID_KEY]
     num_envs, window = traj_id.shape
@@ -168,7 +181,8 @@ def relabel(
         raise ValueError(f"window must have at least 2 steps to yield a transition, got {window}")
     goal_indices = jnp.asarray(goal_indices, jnp.int32)
     keys = jax.random.split(key, num_envs)
-    one = functools.partial(_relabel_one, discount=discount, state_dim=state_dim, goal_indices=goal_indices)
+    one = functools.partial(_relabel_one, discount=discount, state_dim=state_dim, goal_indices=goal_indices,
+                            offsets=offsets)
     per_env = jax.vmap(one)(obs, action, traj_id, keys)
     return jax.tree.map(lambda x: x.reshape((num_envs * (window - 1),) + x.shape[2:]), per_env)
 

@@ -15,7 +15,7 @@ import yaml
 
 from crl.env_names import unknown_env_hint
 
-Energy = Literal["norm", "l2", "dot", "cosine"]
+Energy = Literal["norm", "l2", "dot", "cosine", "mrn"]
 ContrastiveLoss = Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"]
 Activation = Literal["swish", "relu"]
 DType = Literal["float32", "bfloat16"]
@@ -40,7 +40,7 @@ class TrainConfig:
     min_replay_size: int = 1_000  # steps per env before training; >= the episode length (one window)
     batch_size: int = 512  # transitions per SGD step; also the number of InfoNCE negatives + 1
     sgd_steps_per_train_step: int = 800  # SGD steps per training step (paper: UTD 1:40)
-    discount: float = 0.99  # geometric law of future-goal offsets (goal sampling only)
+    discount: float = 0.99  # geometric law of future-goal offsets (crl, gcbc); the TD discount of sac and td3
     num_eval_envs: int = 128  # evaluation episodes per epoch
 
     actor_lr: float = 3e-4  # Adam learning rate of the actor
@@ -50,6 +50,17 @@ class TrainConfig:
     energy: Energy = "norm"  # critic energy f(s,a,g); 'norm' = -||phi - psi||_2 (paper)
     contrastive_loss: ContrastiveLoss = "fwd_infonce"  # critic loss over the B x B logits
     target_entropy_scale: float = 0.5  # target entropy = -scale * action_size
+
+    # The algorithm (docs/algorithms.md): 'crl' or a baseline ('sac', 'sac_her', 'td3', 'td3_her', 'gcbc',
+    # 'gcsl') or one registered from user code with crl.agents.register_algorithm. The fields below apply to
+    # the baselines only; actor_*, critic_* (twin critics and their targets), lrs and discount apply to all.
+    algorithm: str = "crl"
+    tau: float = 0.005  # sac, td3: Polyak rate of the target networks (brax's and JaxGCRL's SAC and TD3)
+    her_ratio: float = 0.8  # sac_her, td3_her: fraction of goals relabelled to future achieved goals (HER 'future', k = 4)
+    policy_delay: int = 2  # td3: actor and target updates on every d-th SGD step (TD3 paper, JaxGCRL)
+    target_noise: float = 0.2  # td3: std of the target-policy smoothing noise (TD3 paper, JaxGCRL)
+    target_noise_clip: float = 0.5  # td3: the smoothing noise is clipped to +- this (TD3 paper, JaxGCRL)
+    exploration_noise: float = 0.4  # td3: std of the Gaussian noise on collected actions (JaxGCRL's TD3)
 
     critic_depth: int = 4  # Dense layers inside residual blocks of each critic encoder (multiple of 4)
     critic_width: int = 256  # hidden width of the critic encoders
@@ -78,14 +89,15 @@ class TrainConfig:
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
 # reset_mode is one: 'fresh' and 'cached' keep different env-state trees.
-SHAPE_FIELDS = ("env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
+SHAPE_FIELDS = ("algorithm", "env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
                 "critic_depth", "critic_width", "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
 
 
 def shape_differences(saved: dict[str, Any], new: TrainConfig) -> list[str]:
     """'field: saved -> new' for each shape-changing field that differs (empty when resuming is safe)."""
-    return [f"{name}: {saved.get(name)!r} -> {getattr(new, name)!r}" for name in SHAPE_FIELDS
-            if saved.get(name) != getattr(new, name)]
+    defaults = TrainConfig()  # a field added after the run was saved has its default there
+    return [f"{name}: {saved.get(name, getattr(defaults, name))!r} -> {getattr(new, name)!r}" for name in SHAPE_FIELDS
+            if saved.get(name, getattr(defaults, name)) != getattr(new, name)]
 
 
 class ConfigError(ValueError):
@@ -329,6 +341,22 @@ def _check_positive(cfg: TrainConfig, names: list[str]) -> None:
             raise ConfigError(f"{name} = {value}: must be positive")
 
 
+def _check_baseline_fields(cfg: TrainConfig) -> None:
+    """Ranges of the baselines' fields and of the energies that split the representation."""
+    if not 0.0 < cfg.tau <= 1.0:
+        raise ConfigError(f"tau = {cfg.tau}: the Polyak rate must be in (0, 1] (1 copies the online networks)")
+    if not 0.0 <= cfg.her_ratio <= 1.0:
+        raise ConfigError(f"her_ratio = {cfg.her_ratio}: the relabelled fraction of goals must be in [0, 1]")
+    if cfg.policy_delay < 1:
+        raise ConfigError(f"policy_delay = {cfg.policy_delay}: must be >= 1 (1 updates the actor every SGD step)")
+    for name in ("target_noise", "target_noise_clip", "exploration_noise"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} = {getattr(cfg, name)}: a noise scale must be >= 0")
+    if cfg.energy == "mrn" and (cfg.repr_dim < 2 or cfg.repr_dim % 2):
+        raise ConfigError(f"repr_dim = {cfg.repr_dim}: the 'mrn' energy splits the representation into a symmetric "
+                          f"and an asymmetric half, so repr_dim must be even (e.g. 64)")
+
+
 def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
              episode_length: int | None = None) -> StepPlan | None:
     """Reject configs that cannot run, before anything is traced.
@@ -354,6 +382,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
         raise ConfigError(f"discount = {cfg.discount}: must be in (0, 1)")
     if cfg.logsumexp_penalty < 0:
         raise ConfigError(f"logsumexp_penalty = {cfg.logsumexp_penalty}: must be >= 0")
+    _check_baseline_fields(cfg)
     if known_envs is not None:
         for name in ("env", "eval_env"):
             value = getattr(cfg, name)

@@ -56,12 +56,22 @@ def _cosine(x: jax.Array, y: jax.Array) -> jax.Array:
     return _sum_last(_normalise(x) * _normalise(y))
 
 
+def _neg_mrn(x: jax.Array, y: jax.Array) -> jax.Array:
+    """-d(x, y) for the metric residual network quasimetric (Liu et al. 2022): the first half of the features
+    gives a symmetric Euclidean distance, the second half the asymmetric max_i relu(x_i - y_i)."""
+    half = x.shape[-1] // 2
+    symmetric = jnp.sqrt(_sum_last(jnp.square(x[..., :half] - y[..., :half])) + NORM_EPS)
+    asymmetric = jnp.max(jax.nn.relu(x[..., half:] - y[..., half:]), axis=-1)
+    return -(symmetric + asymmetric)
+
+
 # f(x, y) for broadcastable x, y, reduced over the last (representation) axis
 ENERGIES: dict[str, Callable[[jax.Array, jax.Array], jax.Array]] = {
     "norm": _neg_norm,
     "l2": _neg_sq_dist,
     "dot": _dot,
     "cosine": _cosine,
+    "mrn": _neg_mrn,
 }
 
 
@@ -134,6 +144,13 @@ def critic_loss(logits: jax.Array, kind: str, penalty: float) -> tuple[jax.Array
     return loss, metrics
 
 
+def alpha_loss(log_alpha: jax.Array, log_prob: jax.Array, entropy_target: float) -> tuple[jax.Array, Metrics]:
+    """alpha * mean(stopgrad(-log pi - H_target)): raises alpha when entropy is below the target (CRL and SAC)."""
+    alpha = jnp.exp(log_alpha)
+    loss = alpha * jnp.mean(jax.lax.stop_gradient(-log_prob - entropy_target))
+    return loss, {"alpha_loss": loss, "alpha": alpha}
+
+
 def target_entropy(cfg: TrainConfig, action_size: int) -> float:
     """H_target = -target_entropy_scale * action_size (reference: -0.5 * action_dim)."""
     return -cfg.target_entropy_scale * action_size
@@ -171,9 +188,7 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
         return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
 
     def alpha_loss_fn(log_alpha: jax.Array, log_prob: jax.Array) -> tuple[jax.Array, Metrics]:
-        """alpha * mean(stopgrad(-log pi - H_target)): raises alpha when entropy is below the target."""
-        alpha = jnp.exp(log_alpha)
-        loss = alpha * jnp.mean(jax.lax.stop_gradient(-log_prob - entropy_target))
-        return loss, {"alpha_loss": loss, "alpha": alpha}
+        """The entropy-temperature loss at this config's target entropy (see alpha_loss)."""
+        return alpha_loss(log_alpha, log_prob, entropy_target)
 
     return Losses(critic_loss_fn, actor_loss_fn, alpha_loss_fn)

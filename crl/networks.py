@@ -139,38 +139,20 @@ def tanh_gaussian_log_prob(pre_tanh: jax.Array, mean: jax.Array, log_std: jax.Ar
 
 
 @dataclasses.dataclass(frozen=True)
-class CRLNetworks:
-    """Actor and the two critic encoders as pure functions of explicit params (closed over, never traced)."""
+class ActorNetworks:
+    """A goal-conditioned tanh-Gaussian actor on obs = concat(state, goal), as a pure function of its params.
+
+    Every algorithm's networks extend this (critics differ; the actor, evaluation and export are shared).
+    """
 
     actor: ResidualMLP
-    sa_encoder: ResidualMLP
-    g_encoder: ResidualMLP
     state_dim: int
     goal_dim: int
     action_size: int
 
-    def init(self, key: jax.Array) -> Params:
-        """Fresh params {'actor': ..., 'critic': {'sa_encoder': ..., 'g_encoder': ...}} (float32)."""
-        k_actor, k_sa, k_g = jax.random.split(key, 3)
-        obs = jnp.zeros((INIT_BATCH, self.state_dim + self.goal_dim), jnp.float32)
-        sa = jnp.zeros((INIT_BATCH, self.state_dim + self.action_size), jnp.float32)
-        goal = jnp.zeros((INIT_BATCH, self.goal_dim), jnp.float32)
-        return {
-            "actor": self.actor.init(k_actor, obs)["params"],
-            "critic": {"sa_encoder": self.sa_encoder.init(k_sa, sa)["params"],
-                       "g_encoder": self.g_encoder.init(k_g, goal)["params"]},
-        }
-
-    def sa_encode(self, critic_params: Params, state: jax.Array, action: jax.Array) -> jax.Array:
-        """phi(s, a): (B, repr_dim) float32 from concat(state, action)."""
-        (phi,) = self.sa_encoder.apply({"params": critic_params["sa_encoder"]},
-                                       jnp.concatenate([state, action], axis=-1))
-        return phi
-
-    def g_encode(self, critic_params: Params, goal: jax.Array) -> jax.Array:
-        """psi(g): (B, repr_dim) float32 from the goal coordinates."""
-        (psi,) = self.g_encoder.apply({"params": critic_params["g_encoder"]}, goal)
-        return psi
+    def actor_input(self) -> jax.Array:
+        """A dummy (1, state_dim + goal_dim) batch that builds the actor's param shapes."""
+        return jnp.zeros((INIT_BATCH, self.state_dim + self.goal_dim), jnp.float32)
 
     def actor_dist(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean, log_std) of the pre-tanh Gaussian for obs = concat(state, goal); log_std in [-5, 2]."""
@@ -189,13 +171,51 @@ class CRLNetworks:
         return jnp.tanh(mean)
 
 
+@dataclasses.dataclass(frozen=True)
+class CRLNetworks(ActorNetworks):
+    """Actor and the two critic encoders as pure functions of explicit params (closed over, never traced)."""
+
+    sa_encoder: ResidualMLP = None
+    g_encoder: ResidualMLP = None
+    energy: str = "norm"  # f(phi, psi) that q_value reports (crl.losses.ENERGIES)
+
+    def init(self, key: jax.Array) -> Params:
+        """Fresh params {'actor': ..., 'critic': {'sa_encoder': ..., 'g_encoder': ...}} (float32)."""
+        k_actor, k_sa, k_g = jax.random.split(key, 3)
+        sa = jnp.zeros((INIT_BATCH, self.state_dim + self.action_size), jnp.float32)
+        goal = jnp.zeros((INIT_BATCH, self.goal_dim), jnp.float32)
+        return {
+            "actor": self.actor.init(k_actor, self.actor_input())["params"],
+            "critic": {"sa_encoder": self.sa_encoder.init(k_sa, sa)["params"],
+                       "g_encoder": self.g_encoder.init(k_g, goal)["params"]},
+        }
+
+    def sa_encode(self, critic_params: Params, state: jax.Array, action: jax.Array) -> jax.Array:
+        """phi(s, a): (B, repr_dim) float32 from concat(state, action)."""
+        (phi,) = self.sa_encoder.apply({"params": critic_params["sa_encoder"]},
+                                       jnp.concatenate([state, action], axis=-1))
+        return phi
+
+    def g_encode(self, critic_params: Params, goal: jax.Array) -> jax.Array:
+        """psi(g): (B, repr_dim) float32 from the goal coordinates."""
+        (psi,) = self.g_encoder.apply({"params": critic_params["g_encoder"]}, goal)
+        return psi
+
+    def q_value(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array) -> jax.Array:
+        """(B,) critic values f(phi(s, a), psi(g)) with the config's energy (what `crl viz q` draws)."""
+        from crl.losses import paired_energy  # losses imports this module
+
+        return paired_energy(self.sa_encode(critic_params, state, action), self.g_encode(critic_params, goal),
+                             self.energy)
+
+
 def make_networks(spec: EnvSpec, cfg: TrainConfig) -> CRLNetworks:
     """Actor (critic_* / actor_* depth and width taken separately) and encoders for an environment."""
     return CRLNetworks(
         actor=mlp_from_config(cfg, cfg.actor_width, cfg.actor_depth, (spec.action_size,) * ACTOR_HEADS),
         sa_encoder=mlp_from_config(cfg, cfg.critic_width, cfg.critic_depth, (cfg.repr_dim,)),
         g_encoder=mlp_from_config(cfg, cfg.critic_width, cfg.critic_depth, (cfg.repr_dim,)),
-        state_dim=spec.state_dim, goal_dim=spec.goal_dim, action_size=spec.action_size)
+        state_dim=spec.state_dim, goal_dim=spec.goal_dim, action_size=spec.action_size, energy=cfg.energy)
 
 
 def param_count(tree: Params) -> int:

@@ -14,7 +14,7 @@ from crl import envs
 from crl.checkpoint import Checkpointer
 from crl.config import TrainConfig, from_dict, to_dict
 from crl.streams import epoch_eval_key
-from crl.networks import make_networks
+from crl.agents import build_agent
 
 ACTOR_PARAMS_FILE = "actor.msgpack"
 ACTOR_META_FILE = "actor.json"
@@ -169,7 +169,7 @@ def load_actor(path: str | Path) -> ExportedActor:
     path = Path(path)
     meta = json.loads((path / ACTOR_META_FILE).read_text())
     cfg = from_dict(meta["config"])
-    networks = make_networks(envs.spec(meta["env"]), cfg)
+    networks = build_agent(envs.spec(meta["env"]), cfg).networks
     template = networks.init(jax.random.PRNGKey(0))["actor"]
     params = flax.serialization.from_bytes(template, (path / ACTOR_PARAMS_FILE).read_bytes())
     return ExportedActor(networks=networks, params=params, meta=meta)

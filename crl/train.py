@@ -5,13 +5,12 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from crl import buffer as rb
 from crl import envs, streams
@@ -20,8 +19,9 @@ from crl.backend import describe_devices, missing_accelerator_warning
 from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
-from crl.losses import Batch, make_losses
-from crl.networks import make_networks, param_count
+from crl.agents import Agent, build_agent, get_algorithm, make_optimizers  # noqa: F401  (make_optimizers: re-exported)
+from crl.agents.contrastive import make_sgd_step  # noqa: F401  (re-exported: benchmarks and tests build CRL's step)
+from crl.networks import param_count
 from crl.parallel import batch_constraint, make_mesh
 from crl.plan.preflight import check_memory
 from crl.preemption import Preempted, StopOnSignals
@@ -48,6 +48,7 @@ class TrainingState:
     key: jax.Array
     env_steps: jax.Array
     grad_steps: jax.Array
+    target_params: Any = None  # target networks of algorithms that keep them (sac, td3); None for crl
 
 
 class NonFiniteError(FloatingPointError):
@@ -62,22 +63,27 @@ class Trainer:
     plan: StepPlan
     spec: envs.EnvSpec
     eval_spec: envs.EnvSpec
-    networks: Any
+    agent: Agent
     env: Any
     eval_env: Any
-    losses: Any
     evaluate: Callable
-    optimizers: Optimizers
-    sgd_step: Callable
     mesh: jax.sharding.Mesh
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def networks(self) -> Any:
+        return self.agent.networks
+
+    @property
+    def sgd_step(self) -> Callable:
+        return self.agent.sgd_step
 
     # ------------------------------------------------------------------ state
     def init(self, seed) -> TrainingState:
         """A fresh state for run seed `seed` (an int, or traced when seeds are vmapped); keys from crl.streams."""
         key, learner_key = streams.stream_key(seed, streams.COLLECT), streams.stream_key(seed, streams.PARAMS)
         env_key = streams.stream_key(seed, streams.ENV_RESET)
-        state = init_learner_state(self.networks, self.optimizers, learner_key)
+        state = init_learner_state(self.agent, learner_key)
         buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
                                 self.spec.action_size)
         state = state.replace(buffer=buffer, env_state=self.env.reset(env_key), key=key)
@@ -88,20 +94,19 @@ class Trainer:
     # --------------------------------------------------------------- pieces
     def _collect_and_insert(self, state: TrainingState) -> TrainingState:
         key, collect_key = jax.random.split(state.key)
-        env_state, chunk = collect_unroll(self.env, self.networks.sample_action, state.actor_params,
+        env_state, chunk = collect_unroll(self.env, self.agent.explore, state.actor_params,
                                           state.env_state, collect_key, self.cfg.unroll_length)
         return state.replace(env_state=env_state, buffer=rb.insert(state.buffer, chunk), key=key,
                              env_steps=state.env_steps + self.plan.env_steps_per_train_step)
 
     def _train_step(self, state: TrainingState, _=None) -> tuple[TrainingState, Metrics]:
-        """Collect, insert, sample one window per env, relabel future goals, shuffle, scan SGD steps."""
+        """Collect, insert, sample one window per env, relabel (the algorithm's pool), shuffle, scan SGD steps."""
         state = self._collect_and_insert(state)
         key, window_key, relabel_key, shuffle_key, sgd_key = jax.random.split(state.key, 5)
         windows = rb.sample_windows(state.buffer, window_key, self.spec.episode_length)
-        pool = rb.relabel(windows, relabel_key, self.cfg.discount, self.spec.state_dim, self.spec.goal_indices)
+        pool = self.agent.make_pool(windows, relabel_key)
         batches = rb.shuffle_into_batches(pool, shuffle_key, self.cfg.sgd_steps_per_train_step, self.cfg.batch_size)
-        batches = batch_constraint(self.mesh)(Batch(state=batches["state"], action=batches["action"],
-                                                    goal=batches["goal"]))
+        batches = batch_constraint(self.mesh)(batches)
         sgd_keys = jax.random.split(sgd_key, self.cfg.sgd_steps_per_train_step)
         state, metrics = jax.lax.scan(self.sgd_step, state.replace(key=key), (batches, sgd_keys))
         return state, jax.tree.map(jnp.mean, metrics)
@@ -118,7 +123,7 @@ class Trainer:
         self._count_trace("epoch")
         state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.train_steps_per_epoch)
         metrics = {f"training/{k}": v.mean() for k, v in metrics.items()}
-        params = (state.actor_params, state.critic_params, state.log_alpha)
+        params = (state.actor_params, state.critic_params, state.log_alpha, state.target_params)
         metrics[NONFINITE_PARAMS] = sum(jnp.sum(~jnp.isfinite(p)) for p in jax.tree.leaves(params))
         return state, metrics
 
@@ -127,57 +132,17 @@ class Trainer:
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
 
-class Optimizers(NamedTuple):
-    actor: optax.GradientTransformation
-    critic: optax.GradientTransformation
-    alpha: optax.GradientTransformation
-
-
-def make_optimizers(cfg: TrainConfig) -> Optimizers:
-    """Adam for actor, critic and alpha; no clipping, no weight decay (reference section 1)."""
-    return Optimizers(optax.adam(cfg.actor_lr), optax.adam(cfg.critic_lr), optax.adam(cfg.alpha_lr))
-
-
-def init_learner_state(networks: Any, opt: Optimizers, key: jax.Array) -> TrainingState:
-    """Fresh params, log_alpha = 0 and optimiser states; no buffer or envs yet (benchmarks use this alone)."""
-    params = networks.init(key)
+def init_learner_state(agent: Agent, key: jax.Array) -> TrainingState:
+    """Fresh params, targets, log_alpha = 0 and optimiser states; no buffer or envs yet (benchmarks use this alone)."""
+    opt = agent.optimizers
+    params = agent.networks.init(key)
     log_alpha = jnp.zeros((), jnp.float32)
     return TrainingState(
         actor_params=params["actor"], critic_params=params["critic"], log_alpha=log_alpha,
         actor_opt_state=opt.actor.init(params["actor"]), critic_opt_state=opt.critic.init(params["critic"]),
         alpha_opt_state=opt.alpha.init(log_alpha), buffer=None, env_state=None, key=key,
-        env_steps=jnp.zeros((), jnp.int32), grad_steps=jnp.zeros((), jnp.int32))
-
-
-def make_sgd_step(losses: Any, opt: Optimizers) -> Callable:
-    """Build sgd_step(state, (batch, key)) -> (state, metrics) over any TrainingState-shaped pytree.
-
-    Actor and alpha are updated first against the pre-step critic, then the critic, all on one batch.
-    """
-
-    def sgd_step(state: TrainingState, batch_and_key) -> tuple[TrainingState, Metrics]:
-        batch, key = batch_and_key
-        (_, actor_metrics), actor_grads = jax.value_and_grad(losses.actor_loss_fn, has_aux=True)(
-            state.actor_params, state.critic_params, state.log_alpha, batch, key)
-        (_, alpha_metrics), alpha_grad = jax.value_and_grad(losses.alpha_loss_fn, has_aux=True)(
-            state.log_alpha, -actor_metrics["entropy"])
-        (_, critic_metrics), critic_grads = jax.value_and_grad(losses.critic_loss_fn, has_aux=True)(
-            state.critic_params, batch)
-        actor_params, actor_opt_state = _apply(opt.actor, actor_grads, state.actor_opt_state, state.actor_params)
-        log_alpha, alpha_opt_state = _apply(opt.alpha, alpha_grad, state.alpha_opt_state, state.log_alpha)
-        critic_params, critic_opt_state = _apply(opt.critic, critic_grads, state.critic_opt_state,
-                                                 state.critic_params)
-        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt_state, log_alpha=log_alpha,
-                              alpha_opt_state=alpha_opt_state, critic_params=critic_params,
-                              critic_opt_state=critic_opt_state, grad_steps=state.grad_steps + 1)
-        return state, {**actor_metrics, **alpha_metrics, **critic_metrics}
-
-    return sgd_step
-
-
-def _apply(opt: optax.GradientTransformation, grads, opt_state, params):
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+        env_steps=jnp.zeros((), jnp.int32), grad_steps=jnp.zeros((), jnp.int32),
+        target_params=agent.init_targets(params))
 
 
 def known_envs(cfg: TrainConfig) -> list[str]:
@@ -198,6 +163,7 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
     known = known_envs(cfg)
     validate(cfg, known_envs=known)  # names an unknown env before the spec lookup below needs it
+    get_algorithm(cfg.algorithm)  # an unknown algorithm is named, with the registered ones, before any build
     mesh = make_mesh(cfg)
     spec = envs.spec(cfg.env)
     eval_name = cfg.eval_env or cfg.env
@@ -207,16 +173,14 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
         raise ConfigError(f"eval_env '{eval_name}' has obs/action dims ({eval_spec.obs_dim}, {eval_spec.action_size}) "
                           f"but env '{cfg.env}' has ({spec.obs_dim}, {spec.action_size}); pick an eval env of the "
                           f"same robot (e.g. the _eval layout of the same maze)")
-    networks = make_networks(spec, cfg)
+    agent = build_agent(spec, cfg)
+    networks = agent.networks
     env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
     eval_env = envs.wrap_for_eval(envs.make(eval_name), eval_spec.episode_length, cfg.num_eval_envs)
     evaluate = make_evaluator(eval_env, eval_spec, deterministic_policy(networks.deterministic_action),
                               eval_spec.episode_length)
-    losses = make_losses(networks, cfg, spec.action_size)
-    optimizers = make_optimizers(cfg)
-    return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, networks=networks, env=env,
-                   eval_env=eval_env, losses=losses, evaluate=evaluate, optimizers=optimizers,
-                   sgd_step=make_sgd_step(losses, optimizers), mesh=mesh)
+    return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, agent=agent, env=env, eval_env=eval_env,
+                   evaluate=evaluate, mesh=mesh)
 
 
 def _roll_back(programs: Programs, ckpt: Checkpointer, bad_state: TrainingState, attempt: int,

@@ -77,15 +77,15 @@ def test_run_directory_and_exact_step_accounting(learned):
 
 def test_sgd_update_order_actor_before_critic():
     """The actor update must see the pre-step critic (reference: actor and alpha first, then critic)."""
+    from crl.agents import contrastive
     from crl.bench import ANT_SHAPES, _random_batch
     from crl.losses import make_losses
-    from crl.networks import make_networks
     from crl.train import init_learner_state, make_optimizers, make_sgd_step
 
     cfg = TrainConfig(critic_width=32, actor_width=32)
-    networks = make_networks(ANT_SHAPES, cfg)
-    losses, opt = make_losses(networks, cfg, ANT_SHAPES.action_size), make_optimizers(cfg)
-    state = init_learner_state(networks, opt, jax.random.PRNGKey(0))
+    agent = contrastive.build(ANT_SHAPES, cfg)
+    losses, opt = make_losses(agent.networks, cfg, ANT_SHAPES.action_size), make_optimizers(cfg)
+    state = init_learner_state(agent, jax.random.PRNGKey(0))
     batch, key = _random_batch(ANT_SHAPES, 16, jax.random.PRNGKey(1)), jax.random.PRNGKey(2)
     new_state, _ = jax.jit(make_sgd_step(losses, opt))(state, (batch, key))
     grads = jax.grad(lambda p: losses.actor_loss_fn(p, state.critic_params, state.log_alpha, batch, key)[0])(

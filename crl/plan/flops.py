@@ -15,8 +15,9 @@ import jax.numpy as jnp
 
 from crl import envs
 from crl.config import BLOCK_LAYERS, TrainConfig
-from crl.losses import Batch, make_losses
-from crl.networks import make_networks, num_blocks
+from crl.agents import build_agent
+from crl.buffer import ACTION_KEY, OBS_KEY, TRAJ_ID_KEY
+from crl.networks import num_blocks
 
 FLOPS_KEY = "flops"
 ONE_BLOCK, TWO_BLOCKS = BLOCK_LAYERS, 2 * BLOCK_LAYERS  # depths of the two probe networks
@@ -24,16 +25,23 @@ ONE_BLOCK, TWO_BLOCKS = BLOCK_LAYERS, 2 * BLOCK_LAYERS  # depths of the two prob
 
 def _compiled_flops(cfg: TrainConfig) -> float:
     """XLA's FLOP count of one SGD update for `cfg` (abstract inputs; nothing allocated)."""
-    from crl.train import init_learner_state, make_optimizers, make_sgd_step  # train imports this package
+    from crl.train import init_learner_state  # train imports this package
 
     spec = envs.spec(cfg.env)
-    networks, optimizers = make_networks(spec, cfg), make_optimizers(cfg)
-    step = make_sgd_step(make_losses(networks, cfg, spec.action_size), optimizers)
-    state = jax.eval_shape(lambda key: init_learner_state(networks, optimizers, key), jax.random.PRNGKey(0))
-    rows = lambda dim: jax.ShapeDtypeStruct((cfg.batch_size, dim), jnp.float32)  # noqa: E731
-    batch = Batch(state=rows(spec.state_dim), action=rows(spec.action_size), goal=rows(spec.goal_dim))
+    agent = build_agent(spec, cfg)
+    state = jax.eval_shape(lambda key: init_learner_state(agent, key), jax.random.PRNGKey(0))
     key = jax.eval_shape(jax.random.PRNGKey, 0)
-    return float(jax.jit(step).lower(state, (batch, key)).compile().cost_analysis()[FLOPS_KEY])
+    batch = batch_template(agent, spec, cfg.batch_size)
+    return float(jax.jit(agent.sgd_step).lower(state, (batch, key)).compile().cost_analysis()[FLOPS_KEY])
+
+
+def batch_template(agent, spec, batch_size: int) -> dict:
+    """Abstract (batch_size, ...) arrays of the algorithm's pool, from its make_pool on one abstract window."""
+    window = {OBS_KEY: jax.ShapeDtypeStruct((1, spec.episode_length, spec.obs_dim), jnp.float32),
+              ACTION_KEY: jax.ShapeDtypeStruct((1, spec.episode_length, spec.action_size), jnp.float32),
+              TRAJ_ID_KEY: jax.ShapeDtypeStruct((1, spec.episode_length), jnp.int32)}
+    pool = jax.eval_shape(agent.make_pool, window, jax.eval_shape(jax.random.PRNGKey, 0))
+    return {name: jax.ShapeDtypeStruct((batch_size,) + x.shape[1:], x.dtype) for name, x in pool.items()}
 
 
 def sgd_update_flops(cfg: TrainConfig) -> float:

@@ -41,7 +41,7 @@ def q_maps(views: list[RunView], maps: list[QMap], shared_scale: bool = True):
         ax.set_title(view.title(f"Q map, goal at ({qm.goal[0]:g}, {qm.goal[1]:g}), a = {action}\n"
                                 f"rank correlation with -path distance {qm.path_correlation:.2f}"), fontsize=9)
         if not shared_scale or ax is axes[-1]:
-            fig.colorbar(image, ax=axes if shared_scale else ax, label=energy_label(view.cfg.energy), shrink=0.85)
+            fig.colorbar(image, ax=axes if shared_scale else ax, label=energy_label(view.cfg.energy, view.cfg.algorithm), shrink=0.85)
     axes[0].legend(loc="lower left", fontsize=8, framealpha=0.8)
     return fig
 

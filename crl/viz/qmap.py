@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crl.losses import paired_energy
 from crl.viz.run_view import Maze, RunView, VizError
 
 DEFAULT_POINTS_PER_CELL = 8  # grid resolution: points per cell along each axis
@@ -88,13 +87,15 @@ def reference_pose(view: RunView) -> tuple[np.ndarray, np.ndarray]:
     return obs[: view.spec.state_dim], obs[view.spec.state_dim:]
 
 
-def make_q_fn(networks, energy: str, best_of: int):
-    """q(actor_params, critic_params, states (P, S), goal (G,), key) -> (q (P,), actions (P, A)), jittable."""
+def make_q_fn(networks, best_of: int):
+    """q(actor_params, critic_params, states (P, S), goal (G,), key) -> (q (P,), actions (P, A)), jittable.
+
+    Q is the algorithm's own critic value (`networks.q_value`): CRL's energy, or the min over SAC/TD3's twins.
+    """
 
     def q_of(critic_params, states, goal, actions):
         goals = jnp.broadcast_to(goal, (states.shape[0], goal.shape[0]))
-        return paired_energy(networks.sa_encode(critic_params, states, actions),
-                             networks.g_encode(critic_params, goals), energy)
+        return networks.q_value(critic_params, states, actions, goals)
 
     def q_fn(actor_params, critic_params, states, goal, key):
         obs = jnp.concatenate([states, jnp.broadcast_to(goal, (states.shape[0], goal.shape[0]))], axis=-1)
@@ -115,6 +116,9 @@ def q_map(view: RunView, goal_xy: np.ndarray, per_cell: int = DEFAULT_POINTS_PER
           key: jax.Array | None = None) -> QMap:
     """Q over the maze for a goal at world `goal_xy` (its other coordinates, e.g. height, from the reference pose)."""
     maze = view.maze("crl viz q")
+    if not view.trainer.agent.has_critic:
+        raise ValueError(f"{view.label}: algorithm '{view.cfg.algorithm}' learns no critic, so there is no Q to draw; "
+                         f"`crl viz q` takes runs of crl, sac(_her) or td3(_her)")
     points, free = grid_points(maze, per_cell)
     state0, goal0 = reference_pose(view)
     states = np.repeat(state0[None], points.shape[0] * points.shape[1], axis=0)
@@ -125,7 +129,7 @@ def q_map(view: RunView, goal_xy: np.ndarray, per_cell: int = DEFAULT_POINTS_PER
     target = list(getattr(view.env, "target_q_indices", ()))
     if target:
         states[:, target] = goal_xy
-    q_fn = jax.jit(make_q_fn(view.trainer.networks, view.cfg.energy, best_of))
+    q_fn = jax.jit(make_q_fn(view.trainer.networks, best_of))
     key = jax.random.PRNGKey(REFERENCE_POSE_SEED) if key is None else key
     q, actions = jax.device_get(q_fn(view.actor_params, view.critic_params, states, goal, key))
     q = np.where(free, np.asarray(q, np.float64).reshape(free.shape), np.nan)
@@ -141,5 +145,8 @@ def path_correlation(q: np.ndarray, free: np.ndarray, distance: np.ndarray) -> f
     return float(spearmanr(q[ok], -distance[ok]).statistic)
 
 
-def energy_label(energy: str) -> str:
+def energy_label(energy: str, algorithm: str = "crl") -> str:
+    """The colour-bar label of a Q map: CRL's energy, or the twin-critic minimum of the TD baselines."""
+    if algorithm != "crl":
+        return f"Q = min_i Q_i(s, a, g) ({algorithm})"
     return ENERGY_LABELS.get(energy, f"Q = f_{energy}(phi(s,a), psi(g))")
