@@ -148,7 +148,7 @@ def test_e_notation_loads_as_numbers(tmp_path):
     ("num_envs", 1.5, "num_envs = 1.5 (float): expected an int, e.g. `num_envs: 512`"),
     ("seed", True, "seed = True (bool): expected an int, e.g. `seed: 0`"),
     ("remat", "yes", "remat = 'yes' (str): expected true or false, e.g. `remat: false`"),
-    ("energy", "L2", "energy = 'L2' (str): expected one of 'norm', 'l2', 'dot', 'cosine', e.g. `energy: norm`"),
+    ("energy", "L2", "energy = 'L2' (str): expected one of 'norm', 'l2', 'dot', 'cosine', 'mrn', e.g. `energy: norm`"),
     ("eval_env", 3, "eval_env = 3 (int): expected a string or null, e.g. `eval_env: point_u_maze_eval`"),
 ])
 def test_wrong_types_name_the_field_value_type_and_an_example(tmp_path, field, value, message):

@@ -13,7 +13,7 @@ from crl.losses import (CONTRASTIVE_LOSSES, ENERGIES, NORM_EPS, Batch, critic_lo
 from crl.networks import TANH_LOG_DET_EPS, make_networks, tanh_gaussian_log_prob
 from crl.envs.spec import EnvSpec
 
-B, D = 7, 5
+B, D = 7, 6  # D even: the mrn energy splits it in halves
 PENALTY = 0.1
 SPEC = EnvSpec(name="tiny", backend="jax", state_dim=4, goal_indices=(0, 1), action_size=3,
                episode_length=10, dt=0.1, success_radius=0.5)
@@ -33,6 +33,9 @@ def np_pairwise(phi, psi, kind):
                 out[i, j] = -np.sum((p - q) ** 2)
             elif kind == "dot":
                 out[i, j] = p @ q
+            elif kind == "mrn":  # symmetric Euclidean half + asymmetric max-relu half
+                h = len(p) // 2
+                out[i, j] = -(math.sqrt(np.sum((p[:h] - q[:h]) ** 2) + NORM_EPS) + np.max(np.maximum(p[h:] - q[h:], 0)))
             else:
                 out[i, j] = p @ q / (np.linalg.norm(p) * np.linalg.norm(q))
     return out
@@ -64,7 +67,7 @@ def random_reprs(seed, scale=1.0):
 # ---------------------------------------------------------------- energies and contrastive losses
 
 def test_registries_cover_config_choices():
-    assert set(ENERGIES) == {"norm", "l2", "dot", "cosine"}
+    assert set(ENERGIES) == {"norm", "l2", "dot", "cosine", "mrn"}
     assert set(CONTRASTIVE_LOSSES) == {"fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"}
 
 
