@@ -22,6 +22,8 @@ DType = Literal["float32", "bfloat16"]
 Precision = Literal["default", "high", "highest"]
 ResetMode = Literal["fresh", "cached"]
 BLOCK_LAYERS = 4  # Dense layers per residual block (reference section 3)
+# The algorithms crl.agents registers itself, in its order (jax-free, for pre-launch checks of sweeps)
+BUILTIN_ALGORITHMS = ("crl", "sac", "sac_her", "td3", "td3_her", "gcbc", "gcsl")
 
 
 @dataclasses.dataclass

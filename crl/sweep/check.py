@@ -6,7 +6,7 @@ and builds no env; other ids (id families such as stitching, user-registered env
 from __future__ import annotations
 
 from crl import env_catalog
-from crl.config import ConfigError, TrainConfig, validate
+from crl.config import BUILTIN_ALGORITHMS, ConfigError, TrainConfig, validate
 from crl.sweep.spec import Run
 
 
@@ -32,9 +32,18 @@ def _episode_length(env: str) -> int:
     return envs.spec(env).episode_length
 
 
+def _check_algorithm(name: str) -> None:
+    """A built-in name passes without jax; any other goes to the registry (which names the known ones)."""
+    if name not in BUILTIN_ALGORITHMS:
+        from crl.agents import get_algorithm  # imports jax: only for names outside the built-ins
+
+        get_algorithm(name)
+
+
 def run_problem(cfg: TrainConfig) -> str | None:
     """Why `crl train` would refuse this config (field, value and fix), or None when it can start."""
     try:
+        _check_algorithm(cfg.algorithm)
         known = _known_envs(cfg)
         validate(cfg, known_envs=known)  # field-level checks and env ids, before the spec lookup needs the id
         validate(cfg, known_envs=known, episode_length=_episode_length(cfg.env))

@@ -1,0 +1,115 @@
+"""Every algorithm through the shared trainer: one compile per program, exact resume, vmapped seeds and sharding.
+
+The losses, relabelling and update rules of each algorithm are checked against numpy in test_agents.py; this
+file checks that the guarantees of the trainer (written for CRL) hold for the baselines too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from tiny_run import comparable, read_metrics, tiny_config
+
+from crl.config import BUILTIN_ALGORITHMS
+from crl.preemption import Preempted
+from crl.train import train
+
+# sac, td3 and gcsl share their update code with sac_her, td3_her and gcbc (relabel fraction 0, another goal law)
+FAST = ("sac_her", "td3_her", "gcbc")
+SLOW = tuple(name for name in BUILTIN_ALGORITHMS if name not in FAST + ("crl",))
+TRACES = {"prefill": 1, "epoch": 1}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One tiny run per algorithm, trained on first use (TINY_RUN's plan: its programs come from the disk cache)."""
+    done = {}
+
+    def get(algorithm: str):
+        if algorithm not in done:
+            run_dir = tmp_path_factory.mktemp(algorithm)
+            done[algorithm] = train(tiny_config(algorithm=algorithm, run_dir=str(run_dir)), print_fn=None)
+        return done[algorithm]
+
+    return get
+
+
+def test_builtin_names_match_the_registry():
+    from crl.agents import algorithm_names
+
+    assert tuple(algorithm_names()) == BUILTIN_ALGORITHMS
+
+
+@pytest.mark.parametrize("algorithm", FAST + tuple(pytest.param(a, marks=pytest.mark.slow) for a in SLOW))
+def test_epoch_compiles_once_and_updates_every_network(runs, algorithm):
+    result = runs(algorithm)
+    assert result.trainer.trace_counts == TRACES
+    cfg, state = result.trainer.cfg, result.state
+    last = result.history[-1]
+    assert last["grad_steps"] == result.trainer.plan.train_steps_per_epoch * cfg.num_epochs * cfg.sgd_steps_per_train_step
+    assert all(np.isfinite(v) for v in last.values())
+    fresh = result.trainer.agent.networks.init(jax.random.PRNGKey(0))
+    moved = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
+    assert moved(state.actor_params, fresh["actor"])
+    if result.trainer.agent.has_critic:
+        assert moved(state.critic_params, fresh["critic"])
+    if state.target_params is not None:  # Polyak targets trail the online networks: they moved, but not as far
+        assert moved(state.target_params["critic"], fresh["critic"])
+        assert moved(state.target_params["critic"], state.critic_params)
+
+
+def test_sac_her_resume_after_sigterm_is_bit_identical(runs, tmp_path):
+    """Stopped by SIGTERM after epoch 1 (checkpoint on the way out), then resumed: the same records as straight."""
+    straight = runs("sac_her")
+    cfg = tiny_config(algorithm="sac_her", run_dir=str(tmp_path))
+
+    def signal_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch") and line.split()[1].startswith("1/"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Preempted):
+        train(dataclasses.replace(cfg, progress=True), print_fn=signal_after_first_epoch)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [0, 1]
+    resumed = train(cfg, print_fn=None)
+    assert resumed.trainer.trace_counts == TRACES
+    assert comparable(read_metrics(tmp_path / "metrics.jsonl")) == comparable(read_metrics(straight.run_dir / "metrics.jsonl"))
+    for got, want in zip(jax.tree.leaves(resumed.state.target_params), jax.tree.leaves(straight.state.target_params)):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["sac_her", "td3_her"])
+def test_vmapped_seeds_on_four_devices_equal_separate_runs(algorithm, tmp_path):
+    """Two seeds vmapped in one program, envs / buffer / batch sharded over 4 forced CPU devices: each seed's
+    metrics equal its own single-device run (test_scale.py's guarantee for CRL)."""
+    from test_scale import FORCED_DEVICES, SEEDS, _forced_devices_flags, _run_python, assert_same_metrics
+
+    separate = {seed: train(tiny_config(algorithm=algorithm, seed=seed, run_dir=str(tmp_path / f"s{seed}")),
+                            print_fn=None).history for seed in SEEDS}
+    code = f"""
+import crl
+from crl import _platform
+_platform.enable_compilation_cache()
+from crl.train import train
+from tiny_run import tiny_config
+train(tiny_config(algorithm={algorithm!r}, num_devices={FORCED_DEVICES}, num_seeds={len(SEEDS)},
+                  run_dir={str(tmp_path / 'packed')!r}), print_fn=None)
+"""
+    _run_python(code, _forced_devices_flags(FORCED_DEVICES))
+    for seed in SEEDS:
+        assert_same_metrics(read_metrics(tmp_path / "packed" / "seeds" / str(seed) / "metrics.jsonl"), separate[seed])
+    assert separate[0][-1]["training/critic_loss"] != separate[1][-1]["training/critic_loss"]
+
+
+def test_gcbc_has_no_critic_to_draw(runs):
+    from crl.viz.qmap import q_map
+    from crl.viz.run_view import load_run_view
+
+    view = load_run_view(runs("gcbc").run_dir)
+    with pytest.raises(ValueError, match="learns no critic"):
+        q_map(view, np.zeros(2))
