@@ -147,36 +147,42 @@ def bench_networks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_train_row(args: argparse.Namespace, algorithm: str, num_envs: int) -> dict:
+    """Train `algorithm` on the reference's CPU config with `num_envs` envs; its env steps/s and timings."""
+    sgd_steps = REFERENCE_CPU.get(num_envs, {}).get("sgd_steps", args.sgd_steps)
+    base = TrainConfig(env=args.env, algorithm=algorithm, num_envs=num_envs, unroll_length=62, batch_size=256,
+                       sgd_steps_per_train_step=sgd_steps, critic_depth=args.depth, actor_depth=args.depth,
+                       num_eval_envs=args.eval_envs, reset_mode="cached", num_epochs=args.epochs,
+                       tensorboard=False, progress=False, total_env_steps=0)
+    plan = plan_steps(base, 1000)
+    base.total_env_steps = plan.prefill_env_steps + args.epochs * args.train_steps * plan.env_steps_per_train_step
+    with tempfile.TemporaryDirectory() as tmp:
+        base.run_dir = tmp
+        result = train(base, print_fn=None)
+    sps = [r["training/sps"] for r in result.history[1:]]
+    reference = REFERENCE_CPU.get(num_envs, {}).get("sps") if algorithm == "crl" else None
+    return {"env": args.env, "algorithm": algorithm, "num_envs": num_envs, "sgd_steps": sgd_steps,
+            "depth": args.depth, "sps_median": statistics.median(sps), "sps_all": sps,
+            "compile_s": result.history[0]["time/compile_s"],
+            "epoch_s_median": statistics.median(r["time/epoch_s"] for r in result.history[1:]),
+            "eval_s_median": statistics.median(r["time/eval_s"] for r in result.history[1:]),
+            "reference_sps": reference}
+
+
 def bench_train(args: argparse.Namespace) -> int:
     """Training env steps/s (evaluation excluded, like the reference's training/sps) on the reference's CPU configs."""
     enable_compilation_cache()
     results = []
-    for num_envs in args.num_envs:
-        sgd_steps = REFERENCE_CPU.get(num_envs, {}).get("sgd_steps", args.sgd_steps)
-        base = TrainConfig(env=args.env, num_envs=num_envs, unroll_length=62, batch_size=256,
-                           sgd_steps_per_train_step=sgd_steps, critic_depth=args.depth, actor_depth=args.depth,
-                           num_eval_envs=args.eval_envs, reset_mode="cached", num_epochs=args.epochs,
-                           tensorboard=False, progress=False, total_env_steps=0)
-        plan = plan_steps(base, 1000)
-        base.total_env_steps = plan.prefill_env_steps + args.epochs * args.train_steps * plan.env_steps_per_train_step
-        with tempfile.TemporaryDirectory() as tmp:
-            base.run_dir = tmp
-            result = train(base, print_fn=None)
-        sps = [r["training/sps"] for r in result.history[1:]]
-        row = {"env": args.env, "num_envs": num_envs, "sgd_steps": sgd_steps, "depth": args.depth,
-               "sps_median": statistics.median(sps), "sps_all": sps,
-               "compile_s": result.history[0]["time/compile_s"],
-               "epoch_s_median": statistics.median(r["time/epoch_s"] for r in result.history[1:]),
-               "eval_s_median": statistics.median(r["time/eval_s"] for r in result.history[1:]),
-               "reference_sps": REFERENCE_CPU.get(num_envs, {}).get("sps")}
-        results.append(row)
-        print(json.dumps(row), flush=True)
-    table = ["| env | num_envs | SGD steps / training step | depth | crl env steps/s (median) | reference env steps/s (2-core CPU) | ratio | compile s | train s / epoch | eval s / epoch |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    for algorithm in args.algorithms:
+        for num_envs in args.num_envs:
+            results.append(_bench_train_row(args, algorithm, num_envs))
+            print(json.dumps(results[-1]), flush=True)
+    table = ["| env | algorithm | num_envs | SGD steps / training step | depth | crl env steps/s (median) | reference env steps/s (2-core CPU) | ratio | compile s | train s / epoch | eval s / epoch |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         ref = r["reference_sps"]
         ratio = f"{r['sps_median'] / ref:.2f}x" if ref else "n/a"
-        table.append(f"| {r['env']} | {r['num_envs']} | {r['sgd_steps']} | {r['depth']} | {r['sps_median']:.0f} | "
+        table.append(f"| {r['env']} | {r['algorithm']} | {r['num_envs']} | {r['sgd_steps']} | {r['depth']} | {r['sps_median']:.0f} | "
                      f"{ref or 'n/a'} | {ratio} | {r['compile_s']:.1f} | {r['epoch_s_median']:.2f} | "
                      f"{r['eval_s_median']:.2f} |")
     notes = [f"Config as the reference's CPU measurement: width 256, batch 256, unroll 62, episode 1000, "
@@ -219,6 +225,8 @@ def add_train_parser(sub) -> None:
     tr.add_argument("--sgd-steps", type=int, default=50,
                     help="SGD steps per training step for --num-envs without a reference figure (default: %(default)s)")
     tr.add_argument("--depth", type=int, default=4, help="critic and actor depth (default: %(default)s)")
+    tr.add_argument("--algorithms", nargs="+", default=["crl"], metavar="NAME",
+                    help="algorithms to time, one row each per --num-envs (default: %(default)s)")
     tr.add_argument("--epochs", type=int, default=4,
                     help="epochs; the first (compile) is left out of the median (default: %(default)s)")
     tr.add_argument("--train-steps", type=int, default=6, help="training steps per epoch (default: %(default)s)")

@@ -210,6 +210,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"usage: crl {{{'|'.join(COMMANDS)}}} [options]   (crl COMMAND --help for each)")
         return 0
+    from crl.plugins import PluginError, load_plugins
+
+    try:
+        load_plugins()  # user algorithms and envs registered before any name is looked up
+    except PluginError as err:
+        print(f"crl: {err}", file=sys.stderr)
+        return 2
     return COMMANDS[argv[0]](argv[1:])
 
 

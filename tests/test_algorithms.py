@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -113,3 +114,28 @@ def test_gcbc_has_no_critic_to_draw(runs):
     view = load_run_view(runs("gcbc").run_dir)
     with pytest.raises(ValueError, match="learns no critic"):
         q_map(view, np.zeros(2))
+
+
+def test_docs_example_algorithm_registers_through_crl_plugins_and_trains(monkeypatch, tmp_path):
+    """docs/examples/mse_bc.py, named in CRL_PLUGINS, is one module that the CLI path loads and the trainer runs."""
+    from crl.agents import registry
+    from crl.plugins import PLUGINS_VAR, load_plugins
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "docs" / "examples"))
+    monkeypatch.setenv(PLUGINS_VAR, "mse_bc")
+    try:
+        assert load_plugins() == ["mse_bc"]
+        result = train(tiny_config(algorithm="mse_bc", run_dir=str(tmp_path), num_epochs=1, checkpoint_every=0),
+                       print_fn=None)
+    finally:
+        registry._ALGORITHMS.pop("mse_bc", None)
+    assert result.trainer.trace_counts == TRACES
+    assert np.isfinite(result.history[-1]["training/mse_loss"])
+
+
+def test_a_plugin_that_does_not_import_is_named(monkeypatch):
+    from crl.plugins import PLUGINS_VAR, PluginError, load_plugins
+
+    monkeypatch.setenv(PLUGINS_VAR, "crl, no_such_module_here")
+    with pytest.raises(PluginError, match="cannot import 'no_such_module_here'.*PYTHONPATH"):
+        load_plugins()
