@@ -169,10 +169,14 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+PROGRESS_LOSSES = ("critic_loss", "bc_loss", "actor_loss")  # the first one a run logs is shown per epoch
+
+
 def progress_line(epoch: int, num_epochs: int, record: dict[str, float], headline: str, eta_s: float) -> str:
     """One human-readable line per epoch; also what batch logs show."""
+    loss = next((name for name in PROGRESS_LOSSES if f"training/{name}" in record), None)
+    loss_text = f"{loss} {record[f'training/{loss}']:7.3f}  " if loss else ""
     return (f"epoch {epoch:>4}/{num_epochs}  env_steps {int(record['env_steps']):>11,}  "
             f"sps {record.get('training/sps', float('nan')):>9.0f}  "
             f"{headline.removeprefix('eval/')} {record.get(headline, float('nan')):8.2f}  "
-            f"critic_loss {record.get('training/critic_loss', float('nan')):7.3f}  "
-            f"ETA {format_duration(eta_s)}")
+            f"{loss_text}ETA {format_duration(eta_s)}")

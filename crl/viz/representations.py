@@ -49,6 +49,9 @@ def project(view: RunView, episodes: Episodes, count: int) -> Projection:
         raise VizError(f"need at least one episode for the representation PCA, got {count}")
     count = min(count, episodes.goals.shape[0])
     nets, critic = view.trainer.networks, view.critic_params
+    if not hasattr(nets, "sa_encode"):
+        raise VizError(f"algorithm '{view.cfg.algorithm}' has no phi(s, a) / psi(g) encoders to project; the "
+                       f"representation figure takes CRL runs")
     states, actions = episodes.states[:-1, :count], episodes.actions[:, :count]
     alive = episodes.alive[:, :count].astype(bool)
     time_index, episode_index = np.nonzero(alive)
