@@ -49,6 +49,10 @@ ITEM_DIRS = ("state", "meta")
 UNREADABLE_DATA_MARKS = ("DATA_LOSS", "OUT_OF_RANGE", "FAILED_PRECONDITION", "NOT_FOUND")
 OUT_OF_MEMORY_MARKS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "Cannot allocate memory")
 IO_ERROR_MARKS = ("Input/output error", "PERMISSION_DENIED", "Permission denied", "UNAVAILABLE", "DEADLINE_EXCEEDED")
+# TrainingState fields added after checkpoints were first written: a checkpoint without one restores it as None
+# when the run's state has None there (CRL's target_params), so runs saved before the field existed still resume
+ADDED_FIELDS = ("target_params",)
+STATE_METADATA = "state/_METADATA"
 TREE_MISMATCH_MARKS = ("tree structures do not match", "is not compatible with the stored shape")  # orbax's words
 
 
@@ -73,6 +77,14 @@ def _fill_empty(tree: Any) -> Any:
             return jax.ShapeDtypeStruct((1,), x.dtype, sharding=_placeholder_sharding(x.sharding))
         return np.zeros((1,), x.dtype)
     return jax.tree.map(fill, tree)
+
+
+def _without(state: Any, names: list[str]) -> Any:
+    """The state as it was saved before `names` existed: a dict of its other fields (orbax stores a dataclass's
+    fields as dict keys, so the dict reads the same files); the state itself when there is nothing to leave out."""
+    if not names:
+        return state
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state) if f.name not in names}
 
 
 def _restore_empty(restored: Any, target: Any) -> Any:
@@ -184,11 +196,19 @@ class Checkpointer:
         if skipped:  # orbax leaves placeholder leaves unread
             skip = {name: jax.tree.map(lambda _: PLACEHOLDER, getattr(filled, name)) for name in skipped}
             filled, restore_args = filled.replace(**skip), restore_args.replace(**skip)
-        restored = self._read(self.directory / str(epoch) / "state", filled, restore_args)
+        absent = [name for name in ADDED_FIELDS if getattr(filled, name) is None and name not in self._saved_fields(epoch)]
+        restored = self._read(self.directory / str(epoch) / "state", _without(filled, absent),
+                              _without(restore_args, absent))
+        restored = filled.replace(**restored) if absent else restored
         if skipped:
             dropped = {name: None for name in skipped}
             restored, target = restored.replace(**dropped), target.replace(**dropped)
         return _restore_empty(restored, target)
+
+    def _saved_fields(self, epoch: int) -> set[str]:
+        """The state fields a checkpoint holds (the first key of every entry of its tree metadata)."""
+        tree = json.loads((self.directory / str(epoch) / STATE_METADATA).read_text())["tree_metadata"]
+        return {entry["key_metadata"][0]["key"] for entry in tree.values()}
 
     def _read(self, path: Path, item: Any, restore_args: Any) -> Any:
         """Read `item`'s leaves (placeholders stay unread): small ones in one pass, each large one in a pass of its own.

@@ -157,3 +157,26 @@ def test_hindsight_baselines_learn_on_the_point_maze(algorithm, tmp_path):
         assert records[0]["eval/random_episode_success"] < 1.0
         best = max(r["eval/episode_success"] for r in records[-3:])
         assert best > 10.0, (algorithm, seed, [r["eval/episode_success"] for r in records])
+
+
+def test_checkpoints_from_before_target_params_restore(tmp_path):
+    """A checkpoint written before TrainingState had `target_params` (the same fields less that one, as orbax
+    stores them) restores into today's CRL state with target_params None and every other leaf intact."""
+    from crl.checkpoint import Checkpointer
+    from crl.train import TrainingState
+
+    leaf = lambda n: jax.numpy.arange(n, dtype=jax.numpy.float32)  # noqa: E731
+    state = TrainingState(actor_params={"w": leaf(3)}, critic_params={"w": leaf(4)}, log_alpha=leaf(1)[0],
+                          actor_opt_state={"m": leaf(3)}, critic_opt_state={"m": leaf(4)}, alpha_opt_state={"m": leaf(1)},
+                          buffer={"obs": leaf(5)}, env_state={"x": leaf(2)}, key=jax.random.PRNGKey(3),
+                          env_steps=jax.numpy.int32(7), grad_steps=jax.numpy.int32(9))
+    legacy = {name: getattr(state, name) for name in state.__dataclass_fields__ if name != "target_params"}
+    ckpt = Checkpointer(tmp_path, keep_last=2, keep_best=False)
+    try:
+        ckpt.save(1, legacy, {"config": {}}, 0.0, include_buffer=True)
+        restored = ckpt.restore_latest(jax.eval_shape(lambda: state), log=lambda _: None)
+    finally:
+        ckpt.close()
+    assert restored.state.target_params is None
+    for got, want in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(got, want)

@@ -16,7 +16,7 @@ COMPILED_PROGRAMS = ("prefill", "epoch", "evaluate")  # compiled ahead of time b
 class StateBytes:
     """Bytes of the training state's parts (all seeds, all devices)."""
 
-    params: int
+    params: int  # online and target networks
     optimiser: int
     buffer: int
     env_state: int
@@ -29,7 +29,7 @@ class StateBytes:
 
 def state_bytes(state: Any) -> StateBytes:
     """Split a (possibly abstract) TrainingState into params / optimiser / buffer / env-state bytes."""
-    params = tree_nbytes((state.actor_params, state.critic_params))
+    params = tree_nbytes((state.actor_params, state.critic_params, state.target_params))
     optimiser = tree_nbytes((state.actor_opt_state, state.critic_opt_state, state.alpha_opt_state))
     buffer, env = tree_nbytes(state.buffer), tree_nbytes(state.env_state)
     return StateBytes(params=params, optimiser=optimiser, buffer=buffer, env_state=env,
