@@ -239,3 +239,25 @@ def test_cli_dispatch_without_jax(depth_sweep):
             "assert 'jax' not in sys.modules, 'crl report imported jax'; sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(depth_sweep)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_algorithm_is_an_axis_like_any_field(tmp_path):
+    """An algorithm x depth sweep: one row per (algorithm, depth), each the mean over its own seeds; --x algorithm
+    puts the algorithm on the x axis (string values keep their first-seen order)."""
+    root = tmp_path / "sweep"
+    scale = {"crl": 1.0, "sac_her": 0.5}
+    for algorithm in scale:
+        for depth in (4, 16):
+            for seed in (0, 1):
+                write_run(root / "runs" / f"{algorithm}-{depth}-{seed}", records(scale[algorithm] * curve(depth, seed)),
+                          algorithm=algorithm, critic_depth=depth, seed=seed)
+    assert report.main([str(root)]) == 0
+    rows = read_csv(root / "report.csv")
+    assert sorted((r["algorithm"], r["critic_depth"]) for r in rows) == [("crl", "16"), ("crl", "4"),
+                                                                        ("sac_her", "16"), ("sac_her", "4")]
+    for row in rows:
+        mean, _ = expected([scale[row["algorithm"]] * curve(int(row["critic_depth"]), s) for s in (0, 1)])
+        assert float(row["mean"]) == pytest.approx(mean)
+    out = tmp_path / "by_algorithm"
+    assert report.main([str(root), "--x", "algorithm", "--out", str(out)]) == 0
+    assert (out / "depth.png").exists() or list(out.glob("*.png"))
