@@ -196,7 +196,8 @@ class Checkpointer:
         if skipped:  # orbax leaves placeholder leaves unread
             skip = {name: jax.tree.map(lambda _: PLACEHOLDER, getattr(filled, name)) for name in skipped}
             filled, restore_args = filled.replace(**skip), restore_args.replace(**skip)
-        absent = [name for name in ADDED_FIELDS if getattr(filled, name) is None and name not in self._saved_fields(epoch)]
+        absent = [name for name in ADDED_FIELDS if hasattr(filled, name) and getattr(filled, name) is None
+                  and name not in self._saved_fields(epoch)]
         restored = self._read(self.directory / str(epoch) / "state", _without(filled, absent),
                               _without(restore_args, absent))
         restored = filled.replace(**restored) if absent else restored

@@ -68,15 +68,15 @@ class Trainer:
     eval_env: Any
     evaluate: Callable
     mesh: jax.sharding.Mesh
+    sgd_step: Callable = None  # the agent's; a field so tests can wrap it (e.g. inject a NaN)
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.sgd_step = self.sgd_step or self.agent.sgd_step
 
     @property
     def networks(self) -> Any:
         return self.agent.networks
-
-    @property
-    def sgd_step(self) -> Callable:
-        return self.agent.sgd_step
 
     # ------------------------------------------------------------------ state
     def init(self, seed) -> TrainingState:
