@@ -180,3 +180,35 @@ def test_checkpoints_from_before_target_params_restore(tmp_path):
     assert restored.state.target_params is None
     for got, want in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state)):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow  # ~35 s of compiles; the options reach the critics through mlp_from_config, as CRL's
+def test_twin_critics_take_scan_unroll_remat_and_bf16_like_crl():
+    """Depth options apply to the baselines' networks: scanned, unrolled and rematerialised twin critics give
+    the same values and gradients on the same params; bf16 blocks stay close (float32 input layer and heads)."""
+    from crl.agents import build_agent
+    from crl.bench import ANT_SHAPES
+    from crl.config import TrainConfig
+
+    base = dict(algorithm="td3_her", critic_depth=8, critic_width=16, actor_depth=4, actor_width=16)
+    agents = {name: build_agent(ANT_SHAPES, TrainConfig(**base, **extra)) for name, extra in
+              {"scan": {}, "unrolled": {"unroll_blocks": True}, "remat": {"remat": True},
+               "bf16": {"compute_dtype": "bfloat16"}}.items()}
+    params = jax.jit(agents["scan"].networks.init)(jax.random.PRNGKey(0))["critic"]
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    s, a, g = (jax.random.normal(k, (8, d)) for k, d in zip(keys, (ANT_SHAPES.state_dim, ANT_SHAPES.action_size,
+                                                                    ANT_SHAPES.goal_dim)))
+
+    def value_and_grad(agent):
+        fn = lambda p: jax.numpy.sum(agent.networks.q_values(p, s, a, g))  # noqa: E731
+        return jax.jit(jax.value_and_grad(fn))(params)
+
+    want, want_grad = value_and_grad(agents["scan"])
+    assert jax.tree.leaves(params)[0].shape[0] == 2  # twin critics stacked on a leading axis
+    for name in ("unrolled", "remat"):
+        got, grad = value_and_grad(agents[name])
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        for x, y in zip(jax.tree.leaves(grad), jax.tree.leaves(want_grad)):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+    got, _ = value_and_grad(agents["bf16"])
+    assert got != want and abs(got - want) < 0.05 * abs(want) + 0.05
