@@ -107,13 +107,21 @@ train(tiny_config(algorithm={algorithm!r}, num_devices={FORCED_DEVICES}, num_see
     assert separate[0][-1]["training/critic_loss"] != separate[1][-1]["training/critic_loss"]
 
 
-def test_gcbc_has_no_critic_to_draw(runs):
-    from crl.viz.qmap import q_map
+def test_q_maps_draw_the_twin_critics_and_refuse_gcbc(runs):
+    """`crl viz q` on td3_her draws min_i Q_i(s, tanh(mu), g) over the maze; gcbc has no critic and is refused."""
+    from crl.viz.qmap import farthest_goal_cell, q_map
     from crl.viz.run_view import load_run_view
 
-    view = load_run_view(runs("gcbc").run_dir)
+    view = load_run_view(runs("td3_her").run_dir)
+    maze = view.maze("test")
+    drawn = q_map(view, maze.cell_centre(farthest_goal_cell(maze)), per_cell=2)
+    free = np.flatnonzero(drawn.free.reshape(-1))[:6]
+    assert np.all(np.isfinite(drawn.q[drawn.free])) and np.ptp(drawn.q[drawn.free]) > 0
+    goals = np.broadcast_to(drawn.goal, (len(free), drawn.goal.shape[0]))
+    twins = view.trainer.networks.q_values(view.critic_params, drawn.states[free], drawn.actions[free], goals)
+    np.testing.assert_allclose(drawn.q.reshape(-1)[free], np.min(twins, axis=0), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="learns no critic"):
-        q_map(view, np.zeros(2))
+        q_map(load_run_view(runs("gcbc").run_dir), np.zeros(2))
 
 
 def test_docs_example_algorithm_registers_through_crl_plugins_and_trains(monkeypatch, tmp_path):
