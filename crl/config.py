@@ -53,9 +53,8 @@ class TrainConfig:
     contrastive_loss: ContrastiveLoss = "fwd_infonce"  # critic loss over the B x B logits
     target_entropy_scale: float = 0.5  # target entropy = -scale * action_size
 
-    # The algorithm (docs/algorithms.md): 'crl' or a baseline ('sac', 'sac_her', 'td3', 'td3_her', 'gcbc',
-    # 'gcsl') or one registered from user code with crl.agents.register_algorithm. The fields below apply to
-    # the baselines only; actor_*, critic_* (twin critics and their targets), lrs and discount apply to all.
+    # 'crl' (the paper) or a baseline: 'sac', 'sac_her', 'td3', 'td3_her', 'gcbc', 'gcsl'; or one registered
+    # from user code (docs/algorithms.md). Depths, widths, learning rates and discount apply to every algorithm.
     algorithm: str = "crl"
     tau: float = 0.005  # sac, td3: Polyak rate of the target networks (brax's and JaxGCRL's SAC and TD3)
     her_ratio: float = 0.8  # sac_her, td3_her: fraction of goals relabelled to future achieved goals (HER 'future', k = 4)
