@@ -2,7 +2,7 @@
 
 Default run: specs and goal laws of every id (no physics compile), ROLLOUT_STEPS-step rollouts
 of arm_reach and arm_push_easy (each ~10-25 s to compile on a 2-core CPU), which also carry the
-physics tests, and a short binpick rollout for its walls. The other ids' rollouts and the
+physics tests. The other ids' rollouts, the binpick bin-wall rollout (~70 s of binpick compile) and the
 arm_reach learning run (~11 min) run with -m slow.
 """
 import crl  # noqa: F401  (XLA flags before jax)
@@ -272,6 +272,7 @@ def _pipeline_init(env):
     return _PIPELINE_INITS[env.spec.name]
 
 
+@pytest.mark.slow  # the default run's only binpick compile (~70 s on 2 cores)
 def test_cube_cannot_pass_through_a_bin_wall(made):
     """A cube thrown at a bin wall stays inside the bin; the same throw on the open table travels past it."""
     env, state0, run = _reset(made, "arm_binpick_easy")
