@@ -126,23 +126,30 @@ def future_goal_offsets(traj_id: jax.Array, key: jax.Array, discount: float | ja
     """
     if isinstance(discount, (int, float)) and not 0.0 < discount < 1.0:
         raise ValueError(f"discount must be in (0, 1), got {discount}")
-    length = traj_id.shape[0]
-    remaining = _segment_ends(traj_id) - jnp.arange(length, dtype=jnp.int32)  # M_t >= 0
+    remaining, u = _steps_left_and_uniforms(traj_id, key)
     log_discount = jnp.log(jnp.asarray(discount, jnp.float32))
-    u = jax.random.uniform(key, (length,), jnp.float32)
     # CDF(k) = (1 - d^k) / (1 - d^M)  =>  k = 1 + floor(log(1 - u (1 - d^M)) / log d).
     mass = -jnp.expm1(remaining.astype(jnp.float32) * log_discount)  # 1 - d^M, accurate for small M
     draw = MIN_OFFSET + jnp.floor(jnp.log1p(-u * mass) / log_discount).astype(jnp.int32)
-    draw = jnp.clip(draw, MIN_OFFSET, jnp.maximum(remaining, MIN_OFFSET))
-    return jnp.where(remaining > 0, draw, NO_FUTURE_OFFSET).astype(jnp.int32)
+    return _bounded_offsets(draw, remaining)
 
 
 def uniform_future_offsets(traj_id: jax.Array, key: jax.Array) -> jax.Array:
     """Offsets k_t uniform on {1..M_t} (HER's 'future' strategy, GCSL's hindsight goals); 0 where M_t == 0."""
+    remaining, u = _steps_left_and_uniforms(traj_id, key)
+    draw = MIN_OFFSET + jnp.floor(u * remaining.astype(jnp.float32)).astype(jnp.int32)
+    return _bounded_offsets(draw, remaining)
+
+
+def _steps_left_and_uniforms(traj_id: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """M_t (steps left in t's trajectory within the window, >= 0) and one U[0, 1) draw per step."""
     length = traj_id.shape[0]
     remaining = _segment_ends(traj_id) - jnp.arange(length, dtype=jnp.int32)
-    u = jax.random.uniform(key, (length,), jnp.float32)
-    draw = MIN_OFFSET + jnp.floor(u * remaining.astype(jnp.float32)).astype(jnp.int32)
+    return remaining, jax.random.uniform(key, (length,), jnp.float32)
+
+
+def _bounded_offsets(draw: jax.Array, remaining: jax.Array) -> jax.Array:
+    """A drawn offset clipped into {1..M_t}, and NO_FUTURE_OFFSET where no later step is left."""
     draw = jnp.clip(draw, MIN_OFFSET, jnp.maximum(remaining, MIN_OFFSET))
     return jnp.where(remaining > 0, draw, NO_FUTURE_OFFSET).astype(jnp.int32)
 

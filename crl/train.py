@@ -19,8 +19,7 @@ from crl.backend import describe_devices, missing_accelerator_warning
 from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
-from crl.agents import Agent, build_agent, get_algorithm, make_optimizers  # noqa: F401  (make_optimizers: re-exported)
-from crl.agents.contrastive import make_sgd_step  # noqa: F401  (re-exported: benchmarks and tests build CRL's step)
+from crl.agents import Agent, build_agent, get_algorithm
 from crl.networks import param_count
 from crl.parallel import batch_constraint, make_mesh
 from crl.plan.preflight import check_memory
@@ -68,11 +67,8 @@ class Trainer:
     eval_env: Any
     evaluate: Callable
     mesh: jax.sharding.Mesh
-    sgd_step: Callable = None  # the agent's; a field so tests can wrap it (e.g. inject a NaN)
+    sgd_step: Callable  # the agent's; a field of its own so tests can wrap it (e.g. inject a NaN)
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.sgd_step = self.sgd_step or self.agent.sgd_step
 
     @property
     def networks(self) -> Any:
@@ -180,7 +176,7 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     evaluate = make_evaluator(eval_env, eval_spec, deterministic_policy(networks.deterministic_action),
                               eval_spec.episode_length)
     return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, agent=agent, env=env, eval_env=eval_env,
-                   evaluate=evaluate, mesh=mesh)
+                   evaluate=evaluate, mesh=mesh, sgd_step=agent.sgd_step)
 
 
 def _roll_back(programs: Programs, ckpt: Checkpointer, bad_state: TrainingState, attempt: int,

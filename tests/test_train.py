@@ -77,10 +77,11 @@ def test_run_directory_and_exact_step_accounting(learned):
 
 def test_sgd_update_order_actor_before_critic():
     """The actor update must see the pre-step critic (reference: actor and alpha first, then critic)."""
-    from crl.agents import contrastive
+    from crl.agents import contrastive, make_optimizers
+    from crl.agents.contrastive import make_sgd_step
     from crl.bench import ANT_SHAPES, _random_batch
     from crl.losses import make_losses
-    from crl.train import init_learner_state, make_optimizers, make_sgd_step
+    from crl.train import init_learner_state
 
     cfg = TrainConfig(critic_width=32, actor_width=32)
     agent = contrastive.build(ANT_SHAPES, cfg)

@@ -13,6 +13,12 @@ from crl.config import TrainConfig
 
 Metrics = dict[str, jax.Array]
 Pool = dict[str, jax.Array]  # relabelled transitions, every array shaped (N, ...)
+Batch = Mapping[str, jax.Array]  # one SGD batch of a pool: the same keys, every array shaped (B, ...)
+
+
+def observation(state: jax.Array, goal: jax.Array) -> jax.Array:
+    """The actor's input concat(state, goal)."""
+    return jnp.concatenate([state, goal], axis=-1)
 
 
 class Optimizers(NamedTuple):

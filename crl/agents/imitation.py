@@ -14,10 +14,9 @@ import jax
 import jax.numpy as jnp
 
 from crl import buffer as rb
-from crl.agents.base import Agent, Metrics, Optimizers, apply_updates, make_optimizers
+from crl.agents.base import Agent, Batch, Metrics, Optimizers, apply_updates, make_optimizers, observation
 from crl.agents.contrastive import future_goal_pool
 from crl.agents.registry import register_algorithm
-from crl.agents.sac import Batch, observation
 from crl.config import TrainConfig
 from crl.envs.spec import EnvSpec
 from crl.networks import ACTOR_HEADS, ActorNetworks, Params, mlp_from_config, tanh_gaussian_log_prob

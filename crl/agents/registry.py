@@ -17,7 +17,7 @@ class UnknownAlgorithmError(ConfigError):
 
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
-    """A registered algorithm: build(spec, cfg) -> Agent, and one line for `docs/algorithms.md` and errors."""
+    """A registered algorithm: build(spec, cfg) -> Agent, with a one-line description kept beside it."""
 
     name: str
     build: Callable[[EnvSpec, TrainConfig], Agent]

@@ -5,22 +5,21 @@ alpha against the target critics, then the actor against the pre-step critics; t
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from crl.agents import hindsight as hs
-from crl.agents.base import Agent, Metrics, Optimizers, apply_updates, make_optimizers, masked_mean, polyak
+from crl.agents.base import (Agent, Batch, Metrics, Optimizers, apply_updates, make_optimizers, masked_mean,
+                             observation, polyak)
 from crl.agents.q_networks import TwinQNetworks, make_twin_q_networks
 from crl.agents.registry import register_algorithm
 from crl.buffer import ACTION_KEY, GOAL_KEY, STATE_KEY
 from crl.config import TrainConfig
 from crl.envs.spec import EnvSpec
 from crl.losses import alpha_loss, target_entropy
-
-Batch = Mapping[str, jax.Array]
 
 
 def td_target(reward: jax.Array, next_q: jax.Array, discount: float) -> jax.Array:
@@ -32,11 +31,6 @@ def twin_q_loss(q: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
     """0.5 * mean over critics and valid transitions of (Q_i - stopgrad(target))^2; q is (NUM_Q, B)."""
     error = q - jax.lax.stop_gradient(target)[None]
     return 0.5 * masked_mean(jnp.square(error), mask[None])
-
-
-def observation(state: jax.Array, goal: jax.Array) -> jax.Array:
-    """The actor's input concat(state, goal)."""
-    return jnp.concatenate([state, goal], axis=-1)
 
 
 def make_sac_losses(networks: TwinQNetworks, discount: float) -> tuple[Callable, Callable]:

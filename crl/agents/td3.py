@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from crl.agents import hindsight as hs
-from crl.agents.base import Agent, Metrics, Optimizers, apply_updates, make_optimizers, polyak, select
+from crl.agents.base import (Agent, Batch, Metrics, Optimizers, apply_updates, make_optimizers, observation,
+                             polyak, select)
 from crl.agents.q_networks import DeterministicTwinQNetworks, make_twin_q_networks
 from crl.agents.registry import register_algorithm
-from crl.agents.sac import Batch, batch_metrics, observation, td_target, twin_q_loss
+from crl.agents.sac import batch_metrics, td_target, twin_q_loss
 from crl.buffer import ACTION_KEY, GOAL_KEY, STATE_KEY
 from crl.config import TrainConfig
 from crl.envs.spec import EnvSpec
