@@ -369,7 +369,7 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
                 path = ckpt.save(epoch_index, state, {"config": to_dict(cfg)}, record[headline],
                                  include_buffer=buffer_fits(state, cfg.checkpoint_buffer_mb))
                 last_checkpoint = str(path)
-            if stopping:
+            if stopping and epoch_index < cfg.num_epochs:  # a stop during the last epoch: the run is done
                 raise Preempted(f"stopped by {stop.requested or 'another process'} after epoch {epoch_index}; checkpoint {last_checkpoint}. "
                                 f"Continue with: crl train --resume {logger.run_dir}")
     finally:

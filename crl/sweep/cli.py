@@ -15,6 +15,7 @@ import yaml
 from crl.config import ConfigError
 from crl.sweep.runs import is_done, read_sweep_file, run_dir, split_done, train_command, write_sweep_file
 from crl.sweep.check import check_runs
+from crl.sweep import lock
 from crl.sweep.spec import Run, SlurmResources, Spec, expand, load_spec, typed_values
 
 SWEEPS_ROOT = Path("runs") / "sweeps"
@@ -23,8 +24,10 @@ DESCRIPTION = """Run a sweep of `crl train` runs described by SPEC.yaml (presets
 docs/sweeps.md). Each run gets its own run dir SWEEP_DIR/runs/<run id> with input.yaml, command.txt, train.log and
 status.json; every run's config is checked as `crl train` would before any run starts; relaunching the same command
 skips the runs that are done and resumes the others from their checkpoints. Exit codes: 0 every run done, 1 some run
-failed, 2 bad spec or arguments (or a run that cannot start), 130 interrupted.
+failed, 2 bad spec or arguments (or a run that cannot start, or another launch holding SWEEP_DIR), 130
+interrupted. `crl sweep status SWEEP_DIR` lists the runs' states.
 Example: crl sweep point_depth_cpu --jobs 2 --dry-run"""
+STATUS_COMMAND = "status"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,6 +149,11 @@ def _run_slurm(runs: list[Run], all_runs: list[Run], spec: Spec, sweep_dir: Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [STATUS_COMMAND]:
+        from crl.sweep.status import main as status_main
+
+        return status_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         fixed = typed_values(parse_assignments(args.set), "--set")
@@ -157,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return _dry_run(spec, all_runs, runs, sweep_dir)
         launch = _run_local if args.runner == "local" else _run_slurm
-        return launch(runs, all_runs, spec, sweep_dir, args, fixed)
+        with lock.hold(sweep_dir, shlex.join(["crl", "sweep", *argv])):
+            return launch(runs, all_runs, spec, sweep_dir, args, fixed)
     except ConfigError as err:
         print(f"crl sweep: {err}", file=sys.stderr)
         return 2

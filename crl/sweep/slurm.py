@@ -8,6 +8,7 @@ from pathlib import Path
 
 import submitit
 
+from crl.preemption import PREEMPT_EXIT_CODE
 from crl.sweep.runs import LOG_FILE, POLL_S, execute, is_done, outcome, prepare, run_dir, summarise
 from crl.sweep.spec import Run, SlurmResources
 
@@ -54,6 +55,11 @@ class TrainJob(submitit.helpers.Checkpointable):
             return 0
         code = execute(directory, on_start=self._started, child_setup=_ignore_requeue_signal,
                        job_id=submitit.JobEnvironment().job_id)
+        if code == PREEMPT_EXIT_CODE:
+            # SLURM's SIGTERM (preemption, `scontrol requeue`, scancel) stopped the run after a checkpoint. Exit
+            # without a result: submitit would take one, even an error, as the job's end, while SLURM may be
+            # requeueing it (SystemExit is not caught by submitit's error handler, so no result is written).
+            raise SystemExit(PREEMPT_EXIT_CODE)
         if code != 0:
             raise RuntimeError(f"crl train exited {code}; log: {directory / LOG_FILE}")
         return 0
@@ -64,6 +70,10 @@ class TrainJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
         """Before the time limit: let the run save a checkpoint and stop, then requeue this same job."""
         _stop(self._proc, self.stop_grace_s)
+        if self._proc is not None and self._proc.returncode == 0:
+            # It finished its last epoch as the warning came: end the job as done rather than requeue it (submitit
+            # would take a None from here as a failure; SystemExit leaves SLURM to record the exit code, 0).
+            raise SystemExit(0)
         return super().checkpoint(*args, **kwargs)
 
     def __getstate__(self) -> dict:

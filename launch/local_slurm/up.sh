@@ -12,6 +12,7 @@ READY_TIMEOUT_S=${CRL_SLURM_READY_TIMEOUT_S:-60}
 DB_PORT=${CRL_SLURM_DB_PORT:-3307}  # MariaDB on loopback only, beside any server already on 3306
 DB_PASSWORD=crl-local-slurm         # reachable from 127.0.0.1 only
 KILL_WAIT_S=5                       # SIGTERM -> SIGKILL on cancel, requeue and time limit
+CRED_EXPIRE_S=10                    # also how long a requeued job waits before it may start again (SLURM: 120)
 
 say() { echo "local_slurm: $*"; }
 die() { echo "local_slurm: $*" >&2; exit 1; }
@@ -98,6 +99,7 @@ ClusterName=$CLUSTER
 SlurmctldHost=$node
 SlurmUser=root
 AuthType=auth/munge
+AuthInfo=cred_expire=$CRED_EXPIRE_S
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -110,6 +112,8 @@ TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 MpiDefault=none
 SchedulerType=sched/backfill
+# Scheduling passes every 2 s (SLURM: 60 s and 30 s), so a requeued job starts soon after it may.
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 AccountingStorageType=accounting_storage/slurmdbd
