@@ -87,6 +87,20 @@ def test_sigterm_then_resume_is_bit_identical(uninterrupted, tmp_path):
     assert [comparable(r) for r in got] == [comparable(r) for r in want]
 
 
+def test_a_stop_signal_in_the_last_epoch_ends_the_run_done(tmp_path):
+    """SLURM's pre-timeout warning can land during the last epoch: the run is complete, so it ends as done
+    (no Preempted, exit 0) with its final checkpoint, rather than asking to be requeued for nothing."""
+    cfg = small(tmp_path, num_epochs=2, total_env_steps=budget(2), progress=True)
+
+    def signal_in_last_epoch(line: str) -> None:
+        if line.split()[:2] == ["epoch", f"{cfg.num_epochs}/{cfg.num_epochs}"]:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    result = train(cfg, print_fn=signal_in_last_epoch)
+    assert [r["epoch"] for r in result.history] == [0, 1, 2]
+    assert Checkpointer(tmp_path, 2, True).steps()[-1] == cfg.num_epochs
+
+
 def _copy_run(run_dir, tmp_path, name: str) -> Path:
     """A copy of a finished run (checkpoints with their small buffers), for tests that move or break files."""
     return Path(shutil.copytree(run_dir, tmp_path / name))

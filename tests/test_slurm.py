@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
+from slurm_cluster import slurm_problem
 from tiny_run import TINY_RUN, comparable, read_metrics, tiny_config, write_tiny_yaml
 
 pytestmark = pytest.mark.slurm
@@ -41,25 +41,6 @@ SWEEP_TIMEOUT_S = 420
 POLL_S = 0.5
 ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
 RTOL = ATOL = 1e-4  # two processes reduce across processes: float reassociation (as tests/test_scale.py)
-
-
-def slurm_problem() -> str | None:
-    """Why no SLURM can take jobs here, or None."""
-    for tool in ("sbatch", "sinfo", "sacct", "scontrol"):
-        if shutil.which(tool) is None:
-            return f"{tool} not found"
-    try:
-        nodes = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
-        accounting = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired as err:
-        return f"{err.cmd[0]} did not answer in 20 s"
-    if nodes.returncode != 0:
-        return f"sinfo failed: {nodes.stderr.strip()}"
-    if not {"idle", "mix"} & set(nodes.stdout.split()):
-        return f"no idle node (sinfo: {' '.join(nodes.stdout.split()) or 'none'})"
-    if accounting.returncode != 0:
-        return f"sacct failed (no accounting storage?): {accounting.stderr.strip()}"
-    return None
 
 
 @pytest.fixture(scope="module")

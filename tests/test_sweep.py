@@ -2,6 +2,7 @@
 isolate crashes, record status.json and skip finished runs when relaunched."""
 import dataclasses
 import json
+import os
 import pickle
 import re
 import signal
@@ -362,3 +363,66 @@ def test_ids_outside_the_catalog_are_checked_through_the_registry():
         tiny_config(env="point_u5_maze_gen_1f2f", eval_env=None))
     assert "not a single corridor" in run_problem(tiny_config(env="point_big_maze_gen_1f2f3f", eval_env=None))
     assert run_problem(tiny_config(env="point_u_maze_gen_1f", eval_env=None)) is None
+
+
+# --- crl sweep status, one launch per sweep directory --------------------------------------------------------------
+
+FAKE_RUN_BY_SEED = """
+import json, pathlib, sys
+run = pathlib.Path(sys.argv[1])
+seed = int(run.name.split("-")[-1])
+with open(run / "metrics.jsonl", "w") as f:
+    for epoch in range(3):
+        f.write(json.dumps({"epoch": epoch, "eval/episode_success": 0.5 * epoch + seed}) + "\\n")
+sys.exit({0: 0, 1: 1, 2: 75}[seed])
+"""
+
+
+@pytest.mark.parametrize("saved, sacct, want", [
+    (None, None, "pending"),
+    ({"state": "running"}, None, "running"),
+    ({"state": "done"}, None, "done"),
+    ({"state": "failed", "exit_code": 1}, None, "failed"),
+    ({"state": "failed", "exit_code": 75}, None, "stopped"),  # saved a checkpoint: relaunch resumes it
+    (None, ("PENDING", 0), "pending"),
+    ({"state": "failed", "exit_code": 75}, ("PENDING", 1), "requeued"),
+    ({"state": "running"}, ("RUNNING", 0), "running"),
+    ({"state": "running"}, ("REQUEUED", 0), "requeued"),
+    ({"state": "running"}, ("CANCELLED", 0), "failed"),  # the job died under a run that never recorded its end
+    ({"state": "running"}, ("COMPLETED", 0), "failed"),
+    ({"state": "done"}, ("COMPLETED", 0), "done"),
+    ({"state": "done"}, ("CANCELLED", 0), "done"),  # cancelled after the run had finished
+    ({"state": "failed", "exit_code": 1}, ("FAILED", 0), "failed"),
+])
+def test_sweep_status_combines_the_run_dir_and_sacct(saved, sacct, want):
+    from crl.sweep.status import run_state
+
+    assert run_state(saved, sacct)[0] == want
+
+
+def test_sweep_status_lists_every_run_and_exits_1_on_a_failure(tmp_path, monkeypatch, capsys):
+    fake_train(monkeypatch, FAKE_RUN_BY_SEED)
+    out = tmp_path / "sweep"
+    spec = write_spec(tmp_path, seeds=4)
+    assert main([str(spec), "--out", str(out), "--only", "seed-[012]"]) == 1
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split()[1:] for line in lines[1:-1]}
+    assert rows == {"seed-0": ["done", "-", "3", "1"], "seed-1": ["failed", "-", "3", "2"],
+                    "seed-2": ["stopped", "-", "3", "3"], "seed-3": ["pending", "-", "-", "-"]}
+    assert lines[-1] == "4 runs: 1 pending, 1 stopped, 1 done, 1 failed (from run dirs)"
+    assert main(["status", str(tmp_path)]) == 2 and "no sweep.yaml" in capsys.readouterr().err
+
+
+def test_a_second_launch_into_a_busy_sweep_dir_refuses(tmp_path, monkeypatch, capsys):
+    from crl.sweep import lock
+
+    fake_train(monkeypatch, "pass")
+    spec, out = write_spec(tmp_path, seeds=1), tmp_path / "sweep"
+    with lock.hold(out, "crl sweep spec.yaml --out sweep"):
+        assert main([str(spec), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by another `crl sweep` (pid {os.getpid()} on " in err and "crl sweep spec.yaml" in err
+        assert not (out / "runs").exists()  # nothing launched
+    assert main([str(spec), "--out", str(out)]) == 0  # released with its holder

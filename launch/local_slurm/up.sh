@@ -4,6 +4,7 @@
 # and mariadb-server with apt when missing). Stop it with launch/local_slurm/down.sh (docs/sweeps.md).
 # Everything it writes lives under $CRL_SLURM_STATE (default /var/lib/crl-local-slurm), except
 # /etc/slurm/slurm.conf and /etc/slurm/slurmdbd.conf, which it refuses to overwrite unless it wrote them.
+# --fresh first removes what an earlier cluster left (jobs, accounting, logs): CI starts from nothing.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/common.sh"
@@ -132,6 +133,7 @@ node_idle() { sinfo -h -o %t | grep -qx idle; }
 
 install_packages
 refuse_foreign_conf
+if [ "${1:-}" = "--fresh" ]; then bash "$HERE/down.sh" --purge >/dev/null; fi
 mkdir -p "$STATE/log"
 write_confs
 start_munge
