@@ -12,7 +12,7 @@ source "$HERE/common.sh"
 READY_TIMEOUT_S=${CRL_SLURM_READY_TIMEOUT_S:-60}
 DB_PORT=${CRL_SLURM_DB_PORT:-3307}  # MariaDB on loopback only, beside any server already on 3306
 DB_PASSWORD=crl-local-slurm         # reachable from 127.0.0.1 only
-KILL_WAIT_S=5                       # SIGTERM -> SIGKILL on cancel, requeue and time limit
+KILL_WAIT_S=30                      # SIGTERM -> SIGKILL on cancel and requeue: time to finish an epoch and save
 CRED_EXPIRE_S=10                    # also how long a requeued job waits before it may start again (SLURM: 120)
 
 say() { echo "local_slurm: $*"; }
