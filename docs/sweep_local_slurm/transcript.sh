@@ -10,8 +10,13 @@ REQUEUE_AFTER_RECORDS=3  # epoch 0 and two trained epochs
 DOC=docs/sweep_local_slurm/transcript.md
 rm -rf "$OUT"
 
+typed() {  # the command line as one would type it: arguments with spaces or | in single quotes
+  local arg line=""
+  for arg in "$@"; do [[ "$arg" =~ [[:space:]\|] ]] && line+="'$arg' " || line+="$arg "; done
+  echo "${line% }"
+}
 show() {  # show COMMAND...: print it as typed, then its output, into the transcript
-  { echo; echo "\$ $*"; "$@" 2>&1 || true; } | tee -a "$DOC.tmp"
+  { echo; echo "\$ $(typed "$@")"; "$@" 2>&1 || true; } | tee -a "$DOC.tmp"
 }
 jobs_of() { python -c "import yaml,sys; print(','.join(yaml.safe_load(open('$OUT/sweep.yaml'))['jobs'].values()))"; }
 job_of() { python -c "import yaml,sys; print(yaml.safe_load(open('$OUT/sweep.yaml'))['jobs']['$1'])"; }
