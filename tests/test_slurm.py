@@ -29,12 +29,12 @@ REQUIRE_VAR = "CRL_REQUIRE_SLURM"
 TINY = {**TINY_RUN, "random_baseline": False, "checkpoint_every": 1}
 # slurmctld checks time limits every 30 s and sends the warning at the first check from which it would be due
 # before the next one: for a 2-minute job with a 60 s warning, 30-60 s after the job starts (and up to 30 s
-# early). TINY's epochs, paced to about 1 s each by the test plugin (sleeping, so the cores stay with the other
-# tests), make a run that is still training then and ends in the job after.
+# early). TINY's epochs, paced to over 1 s each by the test plugin (sleeping, so the cores stay with the other
+# tests), make a run that is still training then and ends in a later job.
 LONG_EPOCHS = 55
 LONG = {"num_epochs": LONG_EPOCHS,
         "total_env_steps": LONG_EPOCHS * TINY_RUN["total_env_steps"] // TINY_RUN["num_epochs"]}
-PACE = {"CRL_PLUGINS": "slurm_test_plugin", "CRL_TEST_EPOCH_PACE_S": "0.75"}
+PACE = {"CRL_PLUGINS": "slurm_test_plugin", "CRL_TEST_EPOCH_PACE_S": "1.0"}
 RESOURCES = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2, "array_parallelism": 2}
 SIGNAL_RESOURCES = {**RESOURCES, "time_min": 2, "signal_delay_s": 60, "max_timeouts": 5}
 SWEEP_TIMEOUT_S = 420
