@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
+from crl.sweep.slurm import ACTIVE_STATES
 from slurm_cluster import slurm_problem
+from test_scale import assert_same_metrics  # 2 processes = 1 within float reassociation
 from tiny_run import TINY_RUN, comparable, read_metrics, tiny_config, write_tiny_yaml
 
 pytestmark = pytest.mark.slurm
@@ -39,8 +40,6 @@ RESOURCES = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2
 SIGNAL_RESOURCES = {**RESOURCES, "time_min": 2, "signal_delay_s": 60, "max_timeouts": 5}
 SWEEP_TIMEOUT_S = 420
 POLL_S = 0.5
-ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "SUSPENDED")
-RTOL = ATOL = 1e-4  # two processes reduce across processes: float reassociation (as tests/test_scale.py)
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +252,4 @@ def test_multinode_recipe_runs_two_srun_tasks_through_slurm_detected_jax_distrib
     output = "".join(p.read_text() for p in tmp_path.glob("crl-multinode-*.out"))
     assert state == "COMPLETED", output[-3000:]
     assert "data mesh of 2 devices over 2 process(es)" in output  # both srun tasks joined, detected from SLURM
-    got, want = comparable(read_metrics(run_dir / "metrics.jsonl")), comparable(reference)
-    assert [sorted(r) for r in got] == [sorted(r) for r in want]
-    for g, w in zip(got, want):
-        np.testing.assert_allclose([g[k] for k in sorted(w)], [w[k] for k in sorted(w)], rtol=RTOL, atol=ATOL)
+    assert_same_metrics(read_metrics(run_dir / "metrics.jsonl"), reference)

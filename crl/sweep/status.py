@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import subprocess
 import sys
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from crl.preemption import PREEMPT_EXIT_CODE
+from crl.report import DEFAULT_METRIC as HEADLINE_METRIC, read_metrics  # time at goal
 from crl.sweep.runs import DONE, FAILED, RUNNING, read_status, read_sweep_file, run_dir
 
 PENDING, REQUEUED, STOPPED = "pending", "requeued", "stopped"
 STATES = (PENDING, RUNNING, REQUEUED, STOPPED, DONE, FAILED)  # the order of the summary line
-HEADLINE_METRIC = "eval/episode_success"  # crl report's default metric (time at goal)
 SACCT_TIMEOUT_S = 30
 # sacct's states (the first word of its State column) as a run's state; a job in none of these is still live
 SACCT_STATES = {"PENDING": PENDING, "CONFIGURING": RUNNING, "RUNNING": RUNNING, "COMPLETING": RUNNING,
@@ -61,19 +60,9 @@ def sacct_states(job_ids: list[str]) -> dict[str, tuple[str, int]] | None:
 
 
 def _records(directory: Path) -> list[list[dict[str, Any]]]:
-    """Each seed's metrics.jsonl records (one list per packed seed)."""
+    """Each seed's metrics.jsonl records (one list per packed seed), read as `crl report` reads them."""
     files = sorted(directory.glob("seeds/*/metrics.jsonl")) or [directory / "metrics.jsonl"]
-    seeds = []
-    for path in files:
-        if path.exists():
-            records = []
-            for line in path.read_text().splitlines():
-                try:
-                    records.append(json.loads(line))
-                except ValueError:  # a line cut by a kill mid-write
-                    continue
-            seeds.append(records)
-    return seeds
+    return [read_metrics(path, problems=[]) for path in files if path.exists()]
 
 
 def progress(directory: Path) -> tuple[int | None, float | None]:
