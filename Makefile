@@ -2,6 +2,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
+OGBENCH_STAMP := $(VENV)/.ogbench
 
 .PHONY: install install-gpu install-tpu train test test-all bench clean
 
@@ -13,6 +14,11 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The optional `ogbench` extra (OGBench's envs and loader), pinned beside the CPU lock; the tests use it.
+$(OGBENCH_STAMP): $(STAMP) requirements-ogbench.lock
+	$(VENV)/bin/pip install --quiet -r requirements.lock -r requirements-ogbench.lock
+	touch $(OGBENCH_STAMP)
 
 # jax for NVIDIA GPUs (CUDA 12 by default; `make install-gpu CUDA=13`) or TPUs, pinned beside the CPU lock.
 CUDA ?= 12
@@ -27,10 +33,10 @@ train: $(STAMP)
 
 # Two pytest-xdist workers, one test file each at a time (module fixtures stay shared within a file).
 TEST_WORKERS ?= 2
-test: $(STAMP)
+test: $(STAMP) $(OGBENCH_STAMP)
 	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(OGBENCH_STAMP)
 	$(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m ""
 
 bench: $(STAMP)
