@@ -197,8 +197,14 @@ def _plot(argv: list[str]) -> int:
     return plot_main(argv)
 
 
+def _collect(argv: list[str]) -> int:
+    from crl.offline.collect import main  # rolls out a policy and writes an OGBench-layout dataset
+
+    return main(argv)
+
+
 COMMANDS = {"train": _train, "eval": _eval, "envs": _envs, "bench": _bench, "sweep": _sweep, "report": _report,
-            "viz": _viz, "render": _render, "plot": _plot, "plan": _plan}
+            "viz": _viz, "render": _render, "plot": _plot, "plan": _plan, "collect": _collect}
 
 
 def main(argv: list[str] | None = None) -> int:
