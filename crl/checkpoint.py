@@ -51,7 +51,7 @@ OUT_OF_MEMORY_MARKS = ("RESOURCE_EXHAUSTED", "out of memory", "Out of memory", "
 IO_ERROR_MARKS = ("Input/output error", "PERMISSION_DENIED", "Permission denied", "UNAVAILABLE", "DEADLINE_EXCEEDED")
 # TrainingState fields added after checkpoints were first written: a checkpoint without one restores it as None
 # when the run's state has None there (CRL's target_params), so runs saved before the field existed still resume
-ADDED_FIELDS = ("target_params",)
+ADDED_FIELDS = ("target_params", "learners")  # fields newer than some checkpoints: None when absent
 STATE_METADATA = "state/_METADATA"
 TREE_MISMATCH_MARKS = ("tree structures do not match", "is not compatible with the stored shape")  # orbax's words
 

@@ -62,6 +62,11 @@ class TrainConfig:
     target_noise: float = 0.2  # td3: std of the target-policy smoothing noise (TD3 paper, JaxGCRL)
     target_noise_clip: float = 0.5  # td3: the smoothing noise is clipped to +- this (TD3 paper, JaxGCRL)
     exploration_noise: float = 0.4  # td3: std of the Gaussian noise on collected actions (JaxGCRL's TD3)
+    bc_weight: float = 0.0  # crl: weight of a behaviour-cloning term -log pi(a_data | s, g) in the actor loss (offline CRL, as OGBench's); 0: the paper's actor
+
+    # Offline training and extra learners (docs/offline.md)
+    offline: str | None = None  # an OGBench-layout dataset (.npz): train on it, no collection; env from its sidecar (or eval_env)
+    learners: tuple[str, ...] = ()  # extra learners on the collector's batches, e.g. "d16: critic_depth=16 actor_depth=16"
 
     critic_depth: int = 4  # Dense layers inside residual blocks of each critic encoder (multiple of 4)
     critic_width: int = 256  # hidden width of the critic encoders
@@ -90,15 +95,15 @@ class TrainConfig:
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
 # reset_mode is one: 'fresh' and 'cached' keep different env-state trees.
-SHAPE_FIELDS = ("algorithm", "env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
+SHAPE_FIELDS = ("algorithm", "offline", "learners", "env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
                 "critic_depth", "critic_width", "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
 
 
 def shape_differences(saved: dict[str, Any], new: TrainConfig) -> list[str]:
     """'field: saved -> new' for each shape-changing field that differs (empty when resuming is safe)."""
-    defaults = TrainConfig()  # a field added after the run was saved has its default there
-    return [f"{name}: {saved.get(name, getattr(defaults, name))!r} -> {getattr(new, name)!r}" for name in SHAPE_FIELDS
-            if saved.get(name, getattr(defaults, name)) != getattr(new, name)]
+    defaults, values = to_dict(TrainConfig()), to_dict(new)  # a field added after the run was saved has its default there
+    return [f"{name}: {saved.get(name, defaults[name])!r} -> {values[name]!r}" for name in SHAPE_FIELDS
+            if saved.get(name, defaults[name]) != values[name]]
 
 
 class ConfigError(ValueError):
@@ -179,6 +184,12 @@ def _choices(kind: Any) -> tuple[Any, ...] | None:
     return typing.get_args(kind) if typing.get_origin(kind) is Literal else None
 
 
+def _sequence_item(kind: Any) -> Any | None:
+    """T for `tuple[T, ...]`, else None."""
+    args = typing.get_args(kind)
+    return args[0] if typing.get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis else None
+
+
 def _optional_inner(kind: Any) -> Any | None:
     """T for `T | None`, else None."""
     args = typing.get_args(kind)
@@ -192,6 +203,9 @@ def _convert(kind: Any, value: Any) -> Any:
     inner = _optional_inner(kind)
     if inner is not None:
         return None if value is None else _convert(inner, value)
+    item = _sequence_item(kind)
+    if item is not None:  # a list in YAML; one bare item is a list of one
+        return tuple(_convert(item, v) for v in (value if isinstance(value, (list, tuple)) else [value]))
     choices = _choices(kind)
     if choices is not None:
         if value not in choices:
@@ -205,13 +219,17 @@ def expected_text(kind: Any) -> str:
     inner = _optional_inner(kind)
     if inner is not None:
         return f"{expected_text(inner)} or null"
+    item = _sequence_item(kind)
+    if item is not None:
+        return f"a list, each item {expected_text(item)}"
     choices = _choices(kind)
     if choices is not None:
         return "one of " + ", ".join(repr(choice) for choice in choices)
     return TYPE_NAMES[kind]
 
 
-EXAMPLE_VALUES = {"eval_env": "point_u_maze_eval", "run_dir": "runs/my_run"}  # fields whose default (None) shows little
+EXAMPLE_VALUES = {"eval_env": "point_u_maze_eval", "run_dir": "runs/my_run", "offline": "data/point_u_maze.npz",
+                  "learners": ["d16: critic_depth=16 actor_depth=16"]}  # fields whose default (None) shows little
 
 
 def _example(name: str) -> str:
@@ -302,7 +320,8 @@ def load_yaml(path: str | Path) -> TrainConfig:
 
 
 def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    """The fields as plain YAML/JSON values (tuples as lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -353,6 +372,11 @@ def _check_baseline_fields(cfg: TrainConfig) -> None:
     for name in ("target_noise", "target_noise_clip", "exploration_noise"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} = {getattr(cfg, name)}: a noise scale must be >= 0")
+    if cfg.bc_weight < 0:
+        raise ConfigError(f"bc_weight = {cfg.bc_weight}: the behaviour-cloning weight must be >= 0 (0: no BC term)")
+    if cfg.bc_weight > 0 and cfg.algorithm in BUILTIN_ALGORITHMS and cfg.algorithm != "crl":
+        raise ConfigError(f"bc_weight = {cfg.bc_weight} applies to algorithm 'crl' (its actor loss); "
+                          f"'{cfg.algorithm}' does not read it: set bc_weight 0, or algorithm gcbc for pure imitation")
     if cfg.energy == "mrn" and (cfg.repr_dim < 2 or cfg.repr_dim % 2):
         raise ConfigError(f"repr_dim = {cfg.repr_dim}: the 'mrn' energy splits the representation into a symmetric "
                           f"and an asymmetric half, so repr_dim must be even (e.g. 64)")

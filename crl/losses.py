@@ -20,6 +20,7 @@ Metrics = dict[str, jax.Array]
 
 NORM_EPS = 1e-6  # inside sqrt of the 'norm' energy: finite gradient at phi == psi
 COSINE_EPS = 1e-12  # inside rsqrt of the per-sample L2 normalisation: finite at zero vectors
+Q_SCALE_EPS = 1e-6  # added to mean |Q| before dividing by it (OGBench's actor loss): finite at Q == 0
 
 
 @flax.struct.dataclass
@@ -178,14 +179,21 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
 
     def actor_loss_fn(actor_params: Any, critic_params: Any, log_alpha: jax.Array, batch: Batch,
                       key: jax.Array) -> tuple[jax.Array, Metrics]:
-        """mean(alpha * log pi(a|s,g) - f(s, a, g)) with a ~ pi reparameterised and alpha held fixed."""
+        """mean(alpha * log pi(a|s,g) - f(s, a, g)) with a ~ pi reparameterised and alpha held fixed; with
+        bc_weight > 0, the Q term is scaled by 1 / stopgrad(mean |Q|) and bc_weight * -mean log pi(a_data|s,g)
+        is added (OGBench's CRL actor, with SAC's entropy term kept)."""
         obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
         action, log_prob = networks.sample_action(actor_params, obs, key)
         energy = paired_energy(networks.sa_encode(critic_params, batch.state, action),
                                networks.g_encode(critic_params, batch.goal), cfg.energy)
         alpha = jnp.exp(jax.lax.stop_gradient(log_alpha))
-        loss = jnp.mean(alpha * log_prob - energy)
-        return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
+        if cfg.bc_weight == 0:  # the paper's loss, exactly
+            loss = jnp.mean(alpha * log_prob - energy)
+            return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
+        q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(energy))) + Q_SCALE_EPS
+        bc = -jnp.mean(networks.log_likelihood(actor_params, obs, batch.action))
+        loss = jnp.mean(alpha * log_prob) - jnp.mean(energy) / q_scale + cfg.bc_weight * bc
+        return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob), "bc_loss": bc, "q_scale": q_scale}
 
     def alpha_loss_fn(log_alpha: jax.Array, log_prob: jax.Array) -> tuple[jax.Array, Metrics]:
         """The entropy-temperature loss at this config's target entropy (see alpha_loss)."""

@@ -26,6 +26,7 @@ LAYER_NORM_EPS = 1e-6  # flax default, as in the reference code
 KERNEL_INIT_SCALE = 1.0 / 3.0  # variance_scaling(1/3, 'fan_in', 'uniform')
 INIT_BATCH = 1  # dummy batch size used only to build param shapes
 ACTOR_HEADS = 2  # mean and pre-squash log_std
+ACTION_EDGE_EPS = 1e-6  # data actions are clipped into (-1 + eps, 1 - eps) before atanh (tanh samples can hit +-1)
 IO_DTYPE = jnp.float32  # input layer and output heads: float32 whatever the compute dtype (see ResidualMLP)
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"swish": nn.swish, "relu": nn.relu}
@@ -169,6 +170,12 @@ class ActorNetworks:
         """Evaluation action tanh(mu)."""
         mean, _ = self.actor_dist(actor_params, obs)
         return jnp.tanh(mean)
+
+    def log_likelihood(self, actor_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """(B,) log pi(a | obs) of given actions (behaviour cloning's term)."""
+        mean, log_std = self.actor_dist(actor_params, obs)
+        pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + ACTION_EDGE_EPS, 1.0 - ACTION_EDGE_EPS))
+        return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
 
 @dataclasses.dataclass(frozen=True)

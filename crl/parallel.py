@@ -61,6 +61,8 @@ def state_shardings(abstract_state: Any, mesh: Mesh, num_envs: int, seed_axis: b
         return NamedSharding(mesh, _spec(ENV_AXIS, seed_axis)) if sharded else replicated(mesh)
 
     shardings = jax.tree.map(lambda _: replicated(mesh), abstract_state)
+    if abstract_state.buffer is None:  # offline: no buffer and no envs (the dataset is an argument of its own)
+        return shardings
     buffer = abstract_state.buffer.replace(
         data=jax.tree.map(lambda _: NamedSharding(mesh, _spec(BUFFER_ENV_AXIS, seed_axis)),
                           abstract_state.buffer.data),

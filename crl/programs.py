@@ -16,6 +16,8 @@ import numpy as np
 
 from crl import streams
 from crl.evaluate import make_evaluator, uniform_random_policy
+from crl.learners import learner_actors
+from crl.offline import data as offline_data
 from crl.parallel import replicated, state_shardings
 
 RANDOM_PREFIX = "eval/random_"
@@ -41,23 +43,36 @@ def over_seeds(fn: Callable, cfg, arg_axes: tuple | None = None) -> Callable:
 
 @dataclasses.dataclass
 class Programs:
-    """init() -> state; prefill(state); epoch(state) -> (state, metrics); evaluate(actor, epoch); random()."""
+    """init() -> state; prefill(state); epoch(state, *data) -> (state, metrics); evaluate(actor, epoch); random();
+    evaluate_learners({name: actor}, epoch) where the run has learners.
+
+    `data` is what the epoch takes besides the state: () online, (OfflineData,) offline (one copy, shared by seeds):
+    abstract until `place_data()` puts it on the device(s), so planning and compiling allocate nothing.
+    """
 
     init: Callable
     prefill: Callable
     epoch: Callable
     evaluate: Callable
     random_baseline: Callable
+    evaluate_learners: Callable | None = None
+    data: tuple = ()
+    place_data: Callable[[], tuple] = tuple
     compile_s: float = 0.0
 
     def compile(self, state: Any) -> "Programs":
         """Compile ahead of time (so compile time is measured apart from the first epoch); `state` may be abstract."""
         t0 = time.perf_counter()
         compiled = dataclasses.replace(
-            self, prefill=self.prefill.lower(state).compile(), epoch=self.epoch.lower(state).compile(),
+            self, prefill=self.prefill.lower(state).compile(), epoch=self.epoch.lower(state, *self.data).compile(),
             evaluate=self.evaluate.lower(state.actor_params, 0).compile())
+        if self.evaluate_learners is not None:
+            compiled.evaluate_learners = self.evaluate_learners.lower(learner_actors(state), 0).compile()
         compiled.compile_s = time.perf_counter() - t0
         return compiled
+
+    def run_epoch(self, state: Any) -> tuple[Any, Any]:
+        return self.epoch(state, *self.data)
 
 
 def make_programs(trainer) -> Programs:
@@ -73,15 +88,28 @@ def make_programs(trainer) -> Programs:
                           cfg, arg_axes=(0, None))
     random_baseline = over_seeds(
         lambda seed: random_eval(None, streams.stream_key(seed, streams.RANDOM_BASELINE)), cfg)
+    data, data_shardings, place_data = (), (), tuple
+    if trainer.offline:  # placed once, replicated, never donated: every epoch and every seed reads the same copy
+        data = (offline_data.abstract(trainer.offline_columns, metrics_sharding),)
+        data_shardings = (jax.tree.map(lambda _: metrics_sharding, data[0]),)
+        place_data = lambda: (offline_data.place(trainer.offline_columns, metrics_sharding),)  # noqa: E731
+    epoch = over_seeds(lambda _, state, *data: trainer.epoch(state, *data), cfg, arg_axes=(0,) + (None,) * len(data))
+    evaluate_learners = None
+    if trainer.learners:  # every learner's actor on the collector's evaluation episodes (same keys)
+        evaluate_learners = jax.jit(over_seeds(
+            lambda seed, actors, epoch: trainer.evaluate_learners(actors, streams.epoch_eval_key(seed, epoch)),
+            cfg, arg_axes=(0, None)), in_shardings=(learner_actors(shardings), metrics_sharding),
+            out_shardings=metrics_sharding)
     return Programs(
         init=jax.jit(init, out_shardings=shardings),
         prefill=jax.jit(over_seeds(lambda _, state: trainer.prefill(state), cfg), in_shardings=(shardings,),
                         out_shardings=shardings, donate_argnums=0),
-        epoch=jax.jit(over_seeds(lambda _, state: trainer.epoch(state), cfg), in_shardings=(shardings,),
-                      out_shardings=(shardings, metrics_sharding), donate_argnums=0),
+        epoch=jax.jit(epoch, in_shardings=(shardings, *data_shardings), out_shardings=(shardings, metrics_sharding),
+                      donate_argnums=0),
         evaluate=jax.jit(evaluate, in_shardings=(shardings.actor_params, metrics_sharding),
                          out_shardings=metrics_sharding),
-        random_baseline=jax.jit(random_baseline, out_shardings=metrics_sharding))
+        random_baseline=jax.jit(random_baseline, out_shardings=metrics_sharding),
+        evaluate_learners=evaluate_learners, data=data, place_data=place_data)
 
 
 def per_seed(metrics: dict[str, Any], num_seeds: int) -> list[dict[str, float]]:

@@ -32,10 +32,10 @@ class EpochProgress:
         label = headline.removeprefix("eval/")
         self._bar = Progress(
             TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-            TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[sps]} env steps/s"),
+            TextColumn("ETA {task.fields[eta]}"), TextColumn("{task.fields[rate]}"),
             TextColumn(f"{label} {{task.fields[metric]}}"), TextColumn(f"compile {compile_s:.1f} s"),
             console=console or Console(), refresh_per_second=REFRESH_PER_SECOND, transient=False)
-        self._task = self._bar.add_task("train", total=num_epochs, completed=start_epoch, eta="?", sps="-",
+        self._task = self._bar.add_task("train", total=num_epochs, completed=start_epoch, eta="?", rate="-",
                                         metric="-")
         self._bar.start()
 
@@ -44,10 +44,17 @@ class EpochProgress:
             self.say(progress_line(epoch, self.num_epochs, record, self.headline, eta_s))
             return
         self._bar.update(self._task, completed=epoch, eta=format_duration(eta_s),
-                         sps=f"{record.get('training/sps', float('nan')):,.0f}",
+                         rate=_bar_rate(record),
                          metric=f"{record.get(self.headline, float('nan')):.2f}")
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def _bar_rate(record: dict[str, float]) -> str:
+    """'4,321 env steps/s', or SGD steps/s for an offline run (no env steps)."""
+    if "training/sps" not in record and "training/sgd_steps_per_s" in record:
+        return f"{record['training/sgd_steps_per_s']:,.0f} SGD steps/s"
+    return f"{record.get('training/sps', float('nan')):,.0f} env steps/s"

@@ -19,12 +19,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from crl.learner_spec import COLLECTOR, METRIC_PREFIX as LEARNER_PREFIX, parse_learners
+
 DEFAULT_METRIC = "eval/episode_success"
 METRIC_LABELS = {"eval/episode_success": "time at goal"}
 DEFAULT_LAST = 5  # evaluations averaged into a seed's final value (the paper's rule)
 DEFAULT_X = "critic_depth"
 RANDOM_BASELINE = ("eval/", "eval/random_")  # eval/X of the uniform random policy is logged as eval/random_X at epoch 0
 RECORD_KEYS = ("env_steps", "wall_s", "epoch")  # bookkeeping keys of a metrics.jsonl record, not metrics
+OFFLINE_X = "grad_steps"  # the curves' x of offline runs, which make no env steps
 SEED_FIELDS = ("seed", "num_seeds", "run_dir")  # what a cell averages over, and where a run lives
 BOOKKEEPING_FIELDS = ("progress", "tensorboard", "random_baseline", "nan_rollbacks", "num_devices")
 BOOKKEEPING_PREFIXES = ("checkpoint_", "keep_")
@@ -85,6 +88,7 @@ class Cell:
     randoms: list[float] = dataclasses.field(default_factory=list)
     seed_ids: list = dataclasses.field(default_factory=list)
     running: bool = False
+    curve_keys: set = dataclasses.field(default_factory=set)  # the records' keys its curves' x come from
 
     @property
     def n(self) -> int:
@@ -205,13 +209,42 @@ def load_run(path: Path, root: Path) -> Run:
     return Run(name, path, config, seeds_with_records, status, problems)
 
 
+def with_learners(run: Run) -> list[Run]:
+    """A run with extra learners (config `learners`) as one run per learner plus its collector, told apart by a
+    `learner` field; each learner's config is the run's with its overrides, its records its own metrics."""
+    entries = (run.config or {}).get("learners") or []
+    if not entries:
+        return [run]
+    try:
+        specs = parse_learners(entries)
+    except ValueError as err:
+        run.problems.append(f"its learners cannot be read ({err}); reported as one run")
+        return [run]
+    parts = [_learner_run(run, COLLECTOR, {}, lambda key: None if key.startswith(LEARNER_PREFIX) else key)]
+    for spec in specs:
+        prefix = f"{LEARNER_PREFIX}{spec.name}/"
+        shared = lambda key: key if key in RECORD_KEYS or key.startswith(RANDOM_BASELINE[1]) else None  # noqa: E731
+        parts.append(_learner_run(run, spec.name, spec.overrides,
+                                  lambda key, p=prefix, s=shared: key.removeprefix(p) if key.startswith(p) else s(key)))
+    return parts
+
+
+def _learner_run(run: Run, name: str, overrides: dict, rename) -> Run:
+    """One learner's view of a run: its config, and each record's keys through `rename` (None drops a key)."""
+    seeds = [Seed(seed.seed, seed.path, [{new: value for key, value in record.items()
+                                          if (new := rename(key)) is not None} for record in seed.records])
+             for seed in run.seeds]
+    config = {**run.config, **overrides, "learner": name}
+    return Run(f"{run.name} [{name}]", run.path, config, seeds, run.status, list(run.problems))
+
+
 def load_sweep(root: Path) -> tuple[list[Run], list[str]]:
     """Every run under root (plus runs sweep.yaml lists that have no folder yet) and sweep.yaml's axes."""
     if not root.is_dir():
         raise ReportError(f"{root} is not a directory; give the folder `crl sweep` wrote (or a folder of run dirs)")
     spec = _load_yaml(root / "sweep.yaml") if (root / "sweep.yaml").exists() else {}
     spec = spec if isinstance(spec, dict) else {}
-    runs = [load_run(path, root) for path in find_run_dirs(root)]
+    runs = [part for path in find_run_dirs(root) for part in with_learners(load_run(path, root))]
     names = {run.name for run in runs}
     for entry in spec.get("runs") or []:
         name = str(Path("runs") / str(entry.get("id"))) if isinstance(entry, dict) else None
@@ -283,12 +316,19 @@ def build_cells(runs: list[Run], fields: list[str], metric: str, last: int) -> l
             cell.evaluations.append(min(last, len(records)))
             cell.last_epochs.append(max(int(r.get("epoch", 0)) for r in seed.records))
             cell.num_epochs.add(int(run.config.get("num_epochs") or cell.last_epochs[-1]))
-            cell.curves.append((np.array([r.get("env_steps", r.get("epoch", 0)) for r in records], float),
+            x_key = curve_x_key(records)
+            cell.curve_keys.add(x_key)
+            cell.curves.append((np.array([r.get(x_key, r.get("epoch", 0)) for r in records], float),
                                 np.array([r[metric] for r in records], float)))
             cell.randoms += [r[random_key] for r in seed.records if r.get("epoch") == 0 and random_key in r][:1]
             cell.seed_ids.append(seed.seed)
             cell.running |= run.state == "running"
     return sorted((c for c in cells.values() if c.n), key=lambda c: tuple(sort_key(v) for v in c.values.values()))
+
+
+def curve_x_key(records: list[dict]) -> str:
+    """A curve's x: env steps; SGD steps for an offline run (it logs no env steps)."""
+    return "env_steps" if any(r.get("env_steps") for r in records) else OFFLINE_X
 
 
 def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

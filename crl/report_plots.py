@@ -203,6 +203,15 @@ def _seed_counts(cells: list[Cell]) -> str:
     return f"n={low}" if low == high else f"n={low}-{high}"
 
 
+X_LABELS = {"env_steps": "env steps", "grad_steps": "SGD steps"}
+
+
+def curves_x_label(cells: list[Cell]) -> str:
+    """'env steps', 'SGD steps' (offline runs), or both when a report mixes them."""
+    keys = sorted({key for cell in cells for key in cell.curve_keys}) or ["env_steps"]
+    return " / ".join(X_LABELS.get(key, key) for key in keys)
+
+
 def curves(cells: list[Cell], x: str | None, others: list[str], metric: str) -> Figure:
     """Metric against env steps: one line per cell (mean over seeds, ± s.e. band), one subplot per group,
     one colour and marker per value of x in every subplot, and one legend below them all."""
@@ -220,7 +229,7 @@ def curves(cells: list[Cell], x: str | None, others: list[str], metric: str) -> 
             ax.plot(steps, mean, color=colors[index], label=f"{name} ({_seed_counts(same_x)})", **line_style(index))
             ax.fill_between(steps, mean - sem, mean + sem, color=colors[index], alpha=BAND_ALPHA, linewidth=0)
         panel_title(ax, _label(group) or "learning curves")
-        ax.set_xlabel("env steps")
+        ax.set_xlabel(curves_x_label(cells))
         ax.set_ylabel(metric_label(metric))
         ax.grid(alpha=GRID_ALPHA)
         respect_range(ax, metric)

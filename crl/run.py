@@ -172,11 +172,18 @@ def format_duration(seconds: float) -> str:
 PROGRESS_LOSSES = ("critic_loss", "bc_loss", "actor_loss")  # the first one a run logs is shown per epoch
 
 
+def rate_text(record: dict[str, float]) -> str:
+    """Env steps per second, or SGD steps per second for an offline run (which makes no env steps)."""
+    if "training/sps" not in record and "training/sgd_steps_per_s" in record:
+        return f"sgd/s {record['training/sgd_steps_per_s']:>7.0f}"
+    return f"sps {record.get('training/sps', float('nan')):>9.0f}"
+
+
 def progress_line(epoch: int, num_epochs: int, record: dict[str, float], headline: str, eta_s: float) -> str:
     """One human-readable line per epoch; also what batch logs show."""
     loss = next((name for name in PROGRESS_LOSSES if f"training/{name}" in record), None)
     loss_text = f"{loss} {record[f'training/{loss}']:7.3f}  " if loss else ""
     return (f"epoch {epoch:>4}/{num_epochs}  env_steps {int(record['env_steps']):>11,}  "
-            f"sps {record.get('training/sps', float('nan')):>9.0f}  "
+            f"{rate_text(record)}  "
             f"{headline.removeprefix('eval/')} {record.get(headline, float('nan')):8.2f}  "
             f"{loss_text}ETA {format_duration(eta_s)}")

@@ -20,6 +20,11 @@ from crl.checkpoint import Checkpointer, Restored, buffer_fits
 from crl.config import ConfigError, StepPlan, TrainConfig, shape_differences, to_dict, validate
 from crl.evaluate import HEADLINE_PREFIX, deterministic_policy, make_evaluator
 from crl.agents import Agent, build_agent, get_algorithm
+from crl.learners import (Learner, build_learners, learner_actors, learner_metrics, make_learner_evaluator,
+                          train_learners)
+from crl.offline import data as offline_data
+from crl.offline import setup as offline_setup
+from crl.offline.data import OfflineData
 from crl.networks import param_count
 from crl.parallel import batch_constraint, make_mesh
 from crl.plan.preflight import check_memory
@@ -29,6 +34,8 @@ from crl.progress import EpochProgress, stdout_is_terminal
 from crl.run import RunLogger, default_run_dir, format_duration
 
 Metrics = dict[str, jax.Array]
+TRAINING_PREFIX = "training/"
+SGD_RATE = "training/sgd_steps_per_s"  # offline runs' throughput (they make no env steps)
 NONFINITE_PARAMS = "training/nonfinite_params"  # count of NaN/Inf entries in the params after an epoch
 
 
@@ -48,6 +55,7 @@ class TrainingState:
     env_steps: jax.Array
     grad_steps: jax.Array
     target_params: Any = None  # target networks of algorithms that keep them (sac, td3); None for crl
+    learners: Any = None  # {name: TrainingState of params and optimisers} of the extra learners (crl.learners); None without
 
 
 class NonFiniteError(FloatingPointError):
@@ -68,7 +76,14 @@ class Trainer:
     evaluate: Callable
     mesh: jax.sharding.Mesh
     sgd_step: Callable  # the agent's; a field of its own so tests can wrap it (e.g. inject a NaN)
+    learners: tuple[Learner, ...] = ()  # extra learners on the collector's batches (cfg.learners)
+    evaluate_learners: Callable | None = None  # ({name: actor params}, key) -> {name: eval metrics}
+    offline_columns: dict[str, Any] | None = None  # offline: the dataset's host columns (crl.offline.data); None online
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_columns is not None
 
     @property
     def networks(self) -> Any:
@@ -79,10 +94,14 @@ class Trainer:
         """A fresh state for run seed `seed` (an int, or traced when seeds are vmapped); keys from crl.streams."""
         key, learner_key = streams.stream_key(seed, streams.COLLECT), streams.stream_key(seed, streams.PARAMS)
         env_key = streams.stream_key(seed, streams.ENV_RESET)
-        state = init_learner_state(self.agent, learner_key)
-        buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
-                                self.spec.action_size)
-        state = state.replace(buffer=buffer, env_state=self.env.reset(env_key), key=key)
+        state = init_learner_state(self.agent, learner_key).replace(key=key)
+        if self.learners:  # each from the collector's params key: the same architecture starts from the same params
+            state = state.replace(learners={learner.name: init_learner_state(learner.agent, learner_key)
+                                            for learner in self.learners})
+        if not self.offline:
+            buffer = rb.init_buffer(self.cfg.max_replay_size, self.cfg.num_envs, self.spec.obs_dim,
+                                    self.spec.action_size)
+            state = state.replace(buffer=buffer, env_state=self.env.reset(env_key))
         # Every leaf gets its own buffer: the state is donated to each program, and a leaf may alias
         # another (the cached reset keeps the first obs as both obs and first_obs).
         return jax.tree.map(jnp.copy, state)
@@ -95,31 +114,46 @@ class Trainer:
         return state.replace(env_state=env_state, buffer=rb.insert(state.buffer, chunk), key=key,
                              env_steps=state.env_steps + self.plan.env_steps_per_train_step)
 
-    def _train_step(self, state: TrainingState, _=None) -> tuple[TrainingState, Metrics]:
-        """Collect, insert, sample one window per env, relabel (the algorithm's pool), shuffle, scan SGD steps."""
-        state = self._collect_and_insert(state)
+    def _train_step(self, state: TrainingState, data: OfflineData | None = None) -> tuple[TrainingState, Metrics]:
+        """Collect and insert (online), sample one window per env (offline: num_envs windows of the dataset),
+        relabel (the algorithm's pool), shuffle, scan SGD steps; then every learner's steps on the same batches."""
+        if data is None:
+            state = self._collect_and_insert(state)
         key, window_key, relabel_key, shuffle_key, sgd_key = jax.random.split(state.key, 5)
-        windows = rb.sample_windows(state.buffer, window_key, self.spec.episode_length)
+        if data is None:
+            windows = rb.sample_windows(state.buffer, window_key, self.spec.episode_length)
+        else:
+            windows = offline_data.sample_windows(data, window_key, self.cfg.num_envs, self.spec.episode_length)
         pool = self.agent.make_pool(windows, relabel_key)
         batches = rb.shuffle_into_batches(pool, shuffle_key, self.cfg.sgd_steps_per_train_step, self.cfg.batch_size)
         batches = batch_constraint(self.mesh)(batches)
         sgd_keys = jax.random.split(sgd_key, self.cfg.sgd_steps_per_train_step)
         state, metrics = jax.lax.scan(self.sgd_step, state.replace(key=key), (batches, sgd_keys))
-        return state, jax.tree.map(jnp.mean, metrics)
+        metrics = {f"{TRAINING_PREFIX}{k}": v for k, v in jax.tree.map(jnp.mean, metrics).items()}
+        if self.learners:
+            learners, learner_steps = train_learners(self.learners, state.learners, batches, sgd_keys)
+            state = state.replace(learners=learners)
+            for name, steps in learner_steps.items():
+                metrics.update(learner_metrics(name, {f"{TRAINING_PREFIX}{k}": v for k, v in steps.items()}))
+        return state, metrics
 
     # ------------------------------------------------------- jitted programs
     def prefill(self, state: TrainingState) -> TrainingState:
-        """Fill the buffer to min_replay_size steps per env with the initial stochastic actor."""
+        """Fill the buffer to min_replay_size steps per env with the initial stochastic actor (offline: nothing)."""
         self._count_trace("prefill")
+        if self.offline:
+            return state
         return jax.lax.fori_loop(0, self.plan.prefill_collections,
                                  lambda _, s: self._collect_and_insert(s), state)
 
-    def epoch(self, state: TrainingState) -> tuple[TrainingState, Metrics]:
+    def epoch(self, state: TrainingState, data: OfflineData | None = None) -> tuple[TrainingState, Metrics]:
         """One epoch = train_steps_per_epoch training steps, as one program; metrics averaged over it."""
         self._count_trace("epoch")
-        state, metrics = jax.lax.scan(self._train_step, state, None, length=self.plan.train_steps_per_epoch)
-        metrics = {f"training/{k}": v.mean() for k, v in metrics.items()}
-        params = (state.actor_params, state.critic_params, state.log_alpha, state.target_params)
+        state, metrics = jax.lax.scan(lambda s, _: self._train_step(s, data), state, None,
+                                      length=self.plan.train_steps_per_epoch)
+        metrics = {k: v.mean() for k, v in metrics.items()}
+        params = (state.actor_params, state.critic_params, state.log_alpha, state.target_params,
+                  [(s.actor_params, s.critic_params, s.log_alpha, s.target_params) for s in (state.learners or {}).values()])
         metrics[NONFINITE_PARAMS] = sum(jnp.sum(~jnp.isfinite(p)) for p in jax.tree.leaves(params))
         return state, metrics
 
@@ -156,7 +190,13 @@ def known_envs(cfg: TrainConfig) -> list[str]:
 
 
 def make_trainer(cfg: TrainConfig) -> Trainer:
-    """Validate `cfg` against the registry and the env spec, then build networks, losses and envs."""
+    """Validate `cfg` against the registry and the env spec, then build networks, losses and envs.
+
+    Offline (cfg.offline), `env` becomes the dataset's env and the dataset is loaded (memory-mapped) and checked
+    against its spec; trainer.cfg is the config the run uses.
+    """
+    if cfg.offline:
+        cfg = offline_setup.offline_config(cfg)
     known = known_envs(cfg)
     validate(cfg, known_envs=known)  # names an unknown env before the spec lookup below needs it
     get_algorithm(cfg.algorithm)  # an unknown algorithm is named, with the registered ones, before any build
@@ -170,13 +210,31 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
                           f"but env '{cfg.env}' has ({spec.obs_dim}, {spec.action_size}); pick an eval env of the "
                           f"same robot (e.g. the _eval layout of the same maze)")
     agent = build_agent(spec, cfg)
-    networks = agent.networks
-    env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
+    learners = build_learners(cfg, spec, agent)
+    columns = None
+    if cfg.offline:
+        dataset = offline_setup.load_for(cfg, spec)
+        offline_data.check_window(dataset.num_transitions, spec.episode_length, cfg.offline)
+        columns = offline_data.host_columns(dataset, spec)
+        plan = offline_plan(plan)
+        env = None
+    else:
+        env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
     eval_env = envs.wrap_for_eval(envs.make(eval_name), eval_spec.episode_length, cfg.num_eval_envs)
-    evaluate = make_evaluator(eval_env, eval_spec, deterministic_policy(networks.deterministic_action),
+
+    def evaluator(of: Agent) -> Callable:
+        return make_evaluator(eval_env, eval_spec, deterministic_policy(of.networks.deterministic_action),
                               eval_spec.episode_length)
+
     return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, agent=agent, env=env, eval_env=eval_env,
-                   evaluate=evaluate, mesh=mesh, sgd_step=agent.sgd_step)
+                   evaluate=evaluator(agent), mesh=mesh, sgd_step=agent.sgd_step, learners=learners,
+                   offline_columns=columns, evaluate_learners=make_learner_evaluator(learners, evaluator))
+
+
+def offline_plan(plan: StepPlan) -> StepPlan:
+    """An offline run's step plan: the SGD steps of the online run of the same config, and no env steps."""
+    return dataclasses.replace(plan, env_steps_per_train_step=0, prefill_collections=0, prefill_env_steps=0,
+                               env_steps_per_epoch=0, total_env_steps=0)
 
 
 def _roll_back(programs: Programs, ckpt: Checkpointer, bad_state: TrainingState, attempt: int,
@@ -241,6 +299,7 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     multi-host run every process runs this loop on its shards; only process 0 prints and writes logs.
     """
     trainer = trainer or make_trainer(cfg)
+    cfg = trainer.cfg  # offline, env is the dataset's
     writer = jax.process_index() == 0
     say = print_fn if cfg.progress and print_fn and writer else (lambda _: None)
     run_dir = Path(cfg.run_dir or default_run_dir(cfg))
@@ -254,6 +313,7 @@ def train(cfg: TrainConfig, trainer: Trainer | None = None, print_fn: Callable[[
     abstract = jax.eval_shape(programs.init)  # the state's shapes and shardings; nothing allocated
     # compiled from the abstract state (training runs these very programs); refuses a run that cannot fit
     programs = check_memory(trainer, programs, abstract, say)
+    programs.data = programs.place_data()  # offline: the dataset on the device(s), once
     resumed = ckpt.restore_latest(abstract, log=say) if ckpt and ckpt.steps() else None
     if resumed and not resumed.has_buffer:
         resumed.state = resumed.state.replace(buffer=_empty_buffer(abstract.buffer))
@@ -282,10 +342,21 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
     say(f"crl: env {cfg.env} (eval {trainer.eval_spec.name}), critic D{cfg.critic_depth}xW{cfg.critic_width} "
         f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
         f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
-    say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
-        f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training step, "
-        f"prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
-        f"(asked {cfg.total_env_steps:,})")
+    if trainer.offline:
+        columns = trainer.offline_columns
+        say(f"crl: offline on {cfg.offline}: {len(columns['traj_id']):,} rows, "
+            f"{int(columns['traj_id'][-1] - columns['traj_id'][0]) + 1:,} trajectories; {plan.train_steps_per_epoch} "
+            f"training steps/epoch x {cfg.num_epochs} epochs of {cfg.sgd_steps_per_train_step} SGD steps on "
+            f"{cfg.num_envs} windows each; no env steps")
+    else:
+        say(f"crl: {plan.train_steps_per_epoch} training steps/epoch x {cfg.num_epochs} epochs, "
+            f"{plan.env_steps_per_train_step:,} env steps and {cfg.sgd_steps_per_train_step} SGD steps per training "
+            f"step, prefill {plan.prefill_env_steps:,}; real total {plan.total_env_steps:,} env steps "
+            f"(asked {cfg.total_env_steps:,})")
+    for learner in trainer.learners:
+        say(f"crl: learner {learner.name}: {learner.cfg.algorithm}, critic D{learner.cfg.critic_depth}"
+            f"xW{learner.cfg.critic_width}, actor D{learner.cfg.actor_depth}xW{learner.cfg.actor_width}, on the "
+            f"collector's batches")
     if len(seeds) > 1:
         say(f"crl: seeds {seeds} vmapped in one program (metrics in {logger.run_dir}/seeds/<seed>)")
     if trainer.mesh.size > 1:
@@ -300,6 +371,11 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         """Per-seed eval metrics, checked for NaN/Inf like training metrics (same error, same rollback)."""
         t_eval = time.perf_counter()
         metrics = per_seed(programs.evaluate(state.actor_params, epoch_index), len(seeds))
+        if programs.evaluate_learners is not None:
+            by_learner = programs.evaluate_learners(learner_actors(state), epoch_index)
+            for name, learner_eval in by_learner.items():
+                for seed_metrics, learner_seed in zip(metrics, per_seed(learner_eval, len(seeds))):
+                    seed_metrics.update(learner_metrics(name, learner_seed))
         eval_s = time.perf_counter() - t_eval
         _check_finite(metrics, seeds, epoch_index, last_checkpoint)
         for seed_metrics in metrics:
@@ -341,7 +417,7 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         while epoch_index < cfg.num_epochs:
             epoch_index += 1
             t_epoch = time.perf_counter()
-            state, metrics = programs.epoch(state)
+            state, metrics = programs.run_epoch(state)
             metrics = per_seed(metrics, len(seeds))
             epoch_s = time.perf_counter() - t_epoch
             train_time, epochs_run = train_time + epoch_s, epochs_run + 1
@@ -358,7 +434,10 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
                     f"(rollback {rollbacks} of {cfg.nan_rollbacks})")
                 continue
             for seed_metrics in metrics:
-                seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
+                if trainer.offline:
+                    seed_metrics[SGD_RATE] = plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step * len(seeds) / epoch_s
+                else:
+                    seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
                 seed_metrics["time/epoch_s"] = epoch_s
             record = log(epoch_index, state, eval_metrics, metrics)
             eta = (train_time + record["time/eval_s"] * epochs_run) / epochs_run * (cfg.num_epochs - epoch_index)

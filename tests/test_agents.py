@@ -23,7 +23,7 @@ from crl.agents.td3 import make_td3_losses, smoothed_target_action
 from crl.config import ConfigError, TrainConfig, validate
 from crl.envs.spec import EnvSpec
 from crl.losses import NORM_EPS, paired_energy, pairwise_energy
-from crl.networks import TANH_LOG_DET_EPS
+from crl.networks import ACTION_EDGE_EPS, TANH_LOG_DET_EPS
 from crl.train import TrainingState, make_trainer
 
 S, G, A, B = 4, 2, 3, 32  # state dim, goal dim, action size, batch
@@ -234,7 +234,7 @@ def test_td3_critic_loss_matches_numpy():
 # ---------------------------------------------------------------- BC log-likelihood
 
 def np_tanh_gaussian_log_likelihood(action, mean, log_std):
-    edge = np.float32(1.0 - imitation.ACTION_EDGE_EPS)  # clipped in float32 as the data are, then float64
+    edge = np.float32(1.0 - ACTION_EDGE_EPS)  # clipped in float32 as the data are, then float64
     a = f64(np.clip(np.asarray(action, np.float32), -edge, edge))
     u, mean, log_std = np.arctanh(a), f64(mean), f64(log_std)
     std = np.exp(log_std)
@@ -254,7 +254,7 @@ def test_bc_log_likelihood_matches_numpy_tanh_gaussian():
     action[0, 0], action[1, 2], action[2] = 1.0, -1.0, [1.0, -1.0, 1.0]  # tanh samples can hit +-1 in float32
     action[3, 1] = 0.9999999  # rounds to 1 in float32
     action = jnp.asarray(action, jnp.float32)
-    log_likelihood = jax.jit(functools.partial(imitation.log_likelihood, nets))
+    log_likelihood = jax.jit(nets.log_likelihood)
     got = f64(log_likelihood(params["actor"], obs, action))
     mean, log_std = jax.jit(nets.actor_dist)(params["actor"], obs)
     want = np_tanh_gaussian_log_likelihood(action, mean, log_std)

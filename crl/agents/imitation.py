@@ -19,9 +19,7 @@ from crl.agents.contrastive import future_goal_pool
 from crl.agents.registry import register_algorithm
 from crl.config import TrainConfig
 from crl.envs.spec import EnvSpec
-from crl.networks import ACTOR_HEADS, ActorNetworks, Params, mlp_from_config, tanh_gaussian_log_prob
-
-ACTION_EDGE_EPS = 1e-6  # data actions are clipped into (-1 + eps, 1 - eps) before atanh (tanh samples can hit +-1)
+from crl.networks import ACTOR_HEADS, ActorNetworks, Params, mlp_from_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,17 +30,10 @@ class ImitationNetworks(ActorNetworks):
         return {"actor": self.actor.init(key, self.actor_input())["params"], "critic": {}}
 
 
-def log_likelihood(networks: ActorNetworks, actor_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
-    """(B,) log pi(a | obs) of given actions under the tanh-Gaussian actor."""
-    mean, log_std = networks.actor_dist(actor_params, obs)
-    pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + ACTION_EDGE_EPS, 1.0 - ACTION_EDGE_EPS))
-    return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
-
-
 def bc_loss(networks: ActorNetworks, actor_params: Params, batch: Batch) -> tuple[jax.Array, Metrics]:
     """-mean log pi(a | s, g) over the batch, with the deterministic action's squared error as a metric."""
     obs = observation(batch[rb.STATE_KEY], batch[rb.GOAL_KEY])
-    loss = -jnp.mean(log_likelihood(networks, actor_params, obs, batch[rb.ACTION_KEY]))
+    loss = -jnp.mean(networks.log_likelihood(actor_params, obs, batch[rb.ACTION_KEY]))
     error = networks.deterministic_action(actor_params, obs) - batch[rb.ACTION_KEY]
     return loss, {"bc_loss": loss, "action_mse": jnp.mean(jnp.sum(jnp.square(error), axis=-1))}
 

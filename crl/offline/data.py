@@ -1,0 +1,80 @@
+"""A dataset on the device for offline training: the rows of a `Dataset`, and windows cut from them.
+
+Offline, a training step samples `num_windows` windows of `window` consecutive rows, uniformly over their start,
+exactly where online training samples one window per env from the replay buffer; the algorithm's make_pool
+(crl.buffer.relabel, HER) then sees the same {'obs', 'action', 'traj_id'} windows and keeps goals inside one
+trajectory. obs = concat(state, commanded goal): the dataset's `goals` where it has them (crl collect writes
+them), else each trajectory's final achieved goal (OGBench's files have none; only algorithms that read the
+commanded goal, sac and td3 without full HER, see the difference).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crl import buffer as rb
+from crl.config import ConfigError
+from crl.envs.spec import EnvSpec
+
+GOALS_KEY = "goals"  # the commanded goal per row (an extra key of crl collect's files)
+
+
+@flax.struct.dataclass
+class OfflineData:
+    """Every row of a dataset, on the device: state (N, S), goal (N, G), action (N, A), traj_id (N,)."""
+
+    state: jax.Array
+    goal: jax.Array
+    action: jax.Array
+    traj_id: jax.Array
+
+    @property
+    def num_rows(self) -> int:
+        return self.traj_id.shape[0]
+
+
+def final_achieved_goals(state: np.ndarray, traj_ids: np.ndarray, goal_indices: tuple[int, ...]) -> np.ndarray:
+    """(N, G): for every row, the achieved goal of the last row of its trajectory."""
+    last_row = np.flatnonzero(np.r_[traj_ids[1:] != traj_ids[:-1], True])  # the last row of each trajectory
+    return np.asarray(state[last_row][:, list(goal_indices)][traj_ids - traj_ids[0]], np.float32)
+
+
+def host_columns(dataset: Any, spec: EnvSpec) -> dict[str, np.ndarray]:
+    """The dataset's arrays as OfflineData takes them (memory-mapped arrays stay mapped until they are placed)."""
+    traj_ids = np.asarray(dataset.traj_ids, np.int32)
+    goals = dataset.extras.get(GOALS_KEY)
+    if goals is None:
+        goals = final_achieved_goals(dataset.observations, traj_ids, spec.goal_indices)
+    elif goals.shape != (dataset.num_transitions, spec.goal_dim):
+        raise ConfigError(f"{dataset.path}: '{GOALS_KEY}' is shaped {goals.shape}, env {spec.name} expects "
+                          f"({dataset.num_transitions}, {spec.goal_dim}); rewrite it with `crl collect` or drop the key")
+    return {"state": dataset.observations, "goal": goals, "action": dataset.actions, "traj_id": traj_ids}
+
+
+def place(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
+    """OfflineData on the device(s), one column at a time (no host copy of the whole dataset is made)."""
+    return OfflineData(**{name: jax.device_put(np.asarray(column), sharding) for name, column in columns.items()})
+
+
+def abstract(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
+    """OfflineData of ShapeDtypeStructs: what programs compile against before the data are placed."""
+    return OfflineData(**{name: jax.ShapeDtypeStruct(column.shape, column.dtype, sharding=sharding)
+                          for name, column in columns.items()})
+
+
+def check_window(num_rows: int, window: int, path: Any) -> None:
+    if num_rows < window:
+        raise ConfigError(f"{path}: the dataset has {num_rows} rows, fewer than one training window of {window} "
+                          f"(the env's episode length); collect more episodes")
+
+
+def sample_windows(data: OfflineData, key: jax.Array, num_windows: int, window: int) -> dict[str, jax.Array]:
+    """`num_windows` windows of `window` consecutive rows, uniform start: {'obs', 'action', 'traj_id'} (W, L, ...)."""
+    start = jax.random.randint(key, (num_windows,), 0, data.num_rows - window + 1, dtype=jnp.int32)
+    rows = start[:, None] + jnp.arange(window, dtype=jnp.int32)[None, :]
+    return {rb.OBS_KEY: jnp.concatenate([data.state[rows], data.goal[rows]], axis=-1),
+            rb.ACTION_KEY: data.action[rows], rb.TRAJ_ID_KEY: data.traj_id[rows]}

@@ -1,0 +1,41 @@
+"""`crl train --offline FILE.npz`: which env a dataset belongs to, and the dataset loaded against that env's spec."""
+from __future__ import annotations
+
+import dataclasses
+
+from crl.config import ConfigError, TrainConfig
+
+DEFAULT_ENV = TrainConfig().env
+
+
+def dataset_env(cfg: TrainConfig, recorded: str | None) -> str:
+    """The env id an offline run trains for: the sidecar's, else the config's env (if not the default) or eval_env.
+
+    A config naming another env than the one the data were collected in is refused: the data would not fit it.
+    """
+    chosen = cfg.env if cfg.env != DEFAULT_ENV else None
+    if recorded:
+        if chosen and chosen != recorded:
+            raise ConfigError(f"offline = {cfg.offline}: the dataset was collected in '{recorded}' (its sidecar), not "
+                              f"env '{chosen}'; drop env (an offline run takes the dataset's env) and evaluate "
+                              f"elsewhere with eval_env")
+        return recorded
+    if chosen or cfg.eval_env:
+        return chosen or cfg.eval_env
+    raise ConfigError(f"offline = {cfg.offline}: the dataset has no sidecar JSON naming its env; name it with "
+                      f"--env or --eval-env (e.g. --eval-env point_u_maze, or ogbench:pointmaze-medium-navigate-v0)")
+
+
+def offline_config(cfg: TrainConfig) -> TrainConfig:
+    """cfg with `env` set to the dataset's env (read from its sidecar; the arrays are not read)."""
+    from crl.offline.dataset import read_sidecar
+
+    info = read_sidecar(cfg.offline)
+    return dataclasses.replace(cfg, env=dataset_env(cfg, None if info is None else info.get("env")))
+
+
+def load_for(cfg: TrainConfig, spec):
+    """The offline dataset, validated against the env spec (rows of state_dim and action_size)."""
+    from crl.offline.dataset import load_dataset
+
+    return load_dataset(cfg.offline, state_dim=spec.state_dim, action_size=spec.action_size)
