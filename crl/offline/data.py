@@ -19,8 +19,7 @@ import numpy as np
 from crl import buffer as rb
 from crl.config import ConfigError
 from crl.envs.spec import EnvSpec
-
-GOALS_KEY = "goals"  # the commanded goal per row (an extra key of crl collect's files)
+from crl.offline.dataset import GOALS_KEY
 
 
 @flax.struct.dataclass

@@ -269,7 +269,8 @@ def _read_members(path: Path, mmap: bool) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_sidecar(path: Path) -> dict | None:
+def read_sidecar(path: str | Path) -> dict | None:
+    """The sidecar JSON of a dataset file (None when it has none); DatasetError when it is not a JSON object."""
     sidecar = sidecar_path(path)
     if not sidecar.exists():
         return None
@@ -303,7 +304,7 @@ def load_dataset(path: str | Path, state_dim: int | None = None, action_size: in
         raise DatasetError(f"{path}: not an .npz (zip) archive; a dataset is an .npz written by np.savez with keys "
                            f"{', '.join(REQUIRED_KEYS)}")
     arrays = _read_members(path, mmap)
-    info = _read_sidecar(path)
+    info = read_sidecar(path)
     env = None if info is None else info.get("env")
     validate_arrays(str(path), arrays, state_dim, action_size, env)
     required = {key: _as_float32(arrays.pop(key)) for key in REQUIRED_KEYS}

@@ -28,8 +28,12 @@ def dataset_env(cfg: TrainConfig, recorded: str | None) -> str:
 
 def offline_config(cfg: TrainConfig) -> TrainConfig:
     """cfg with `env` set to the dataset's env (read from its sidecar; the arrays are not read)."""
-    from crl.offline.dataset import read_sidecar
+    from pathlib import Path
 
+    from crl.offline.dataset import load_dataset, read_sidecar
+
+    if not Path(cfg.offline).is_file():
+        load_dataset(cfg.offline)  # raises the loader's error naming the missing file
     info = read_sidecar(cfg.offline)
     return dataclasses.replace(cfg, env=dataset_env(cfg, None if info is None else info.get("env")))
 
