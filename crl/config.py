@@ -66,6 +66,7 @@ class TrainConfig:
 
     # Offline training and extra learners (docs/offline.md)
     offline: str | None = None  # an OGBench-layout dataset (.npz): train on it, no collection; env from its sidecar (or eval_env)
+    ogbench_eval_episodes: int = 20  # eval_env ogbench:...: episodes per OGBench task goal (OGBench's papers use 20)
     learners: tuple[str, ...] = ()  # extra learners on the collector's batches, e.g. "d16: critic_depth=16 actor_depth=16"
 
     critic_depth: int = 4  # Dense layers inside residual blocks of each critic encoder (multiple of 4)
@@ -95,15 +96,19 @@ class TrainConfig:
 
 # Fields that change array shapes or the meaning of saved state: a resumed run may not change them.
 # reset_mode is one: 'fresh' and 'cached' keep different env-state trees.
-SHAPE_FIELDS = ("algorithm", "offline", "learners", "env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
+SHAPE_FIELDS = ("algorithm", "learners", "env", "eval_env", "reset_mode", "num_seeds", "num_envs", "unroll_length", "max_replay_size",
                 "critic_depth", "critic_width", "actor_depth", "actor_width", "repr_dim", "activation", "compute_dtype")
 
 
 def shape_differences(saved: dict[str, Any], new: TrainConfig) -> list[str]:
     """'field: saved -> new' for each shape-changing field that differs (empty when resuming is safe)."""
     defaults, values = to_dict(TrainConfig()), to_dict(new)  # a field added after the run was saved has its default there
-    return [f"{name}: {saved.get(name, defaults[name])!r} -> {values[name]!r}" for name in SHAPE_FIELDS
-            if saved.get(name, defaults[name]) != values[name]]
+    changed = [f"{name}: {saved.get(name, defaults[name])!r} -> {values[name]!r}" for name in SHAPE_FIELDS
+               if saved.get(name, defaults[name]) != values[name]]
+    if bool(saved.get("offline")) != bool(new.offline):  # another path to the dataset is fine; online <-> offline is not
+        changed.append(f"offline: {saved.get('offline')!r} -> {new.offline!r} (online and offline runs keep "
+                       f"different states)")
+    return changed
 
 
 class ConfigError(ValueError):
@@ -372,6 +377,8 @@ def _check_baseline_fields(cfg: TrainConfig) -> None:
     for name in ("target_noise", "target_noise_clip", "exploration_noise"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} = {getattr(cfg, name)}: a noise scale must be >= 0")
+    if cfg.ogbench_eval_episodes < 1:
+        raise ConfigError(f"ogbench_eval_episodes = {cfg.ogbench_eval_episodes}: must be at least 1")
     if cfg.bc_weight < 0:
         raise ConfigError(f"bc_weight = {cfg.bc_weight}: the behaviour-cloning weight must be >= 0 (0: no BC term)")
     if cfg.bc_weight > 0 and cfg.algorithm in BUILTIN_ALGORITHMS and cfg.algorithm != "crl":
@@ -418,7 +425,7 @@ def validate(cfg: TrainConfig, known_envs: list[str] | None = None,
                           "the buffer cannot hold what training waits for; raise max_replay_size or lower min_replay_size")
     if episode_length is None:
         return None
-    if cfg.min_replay_size < episode_length:
+    if cfg.min_replay_size < episode_length and not cfg.offline:  # offline runs keep no replay buffer
         raise ConfigError(f"min_replay_size = {cfg.min_replay_size} < episode_length = {episode_length}: training "
                           f"samples windows of one episode length; set min_replay_size >= {episode_length}")
     plan = plan_steps(cfg, episode_length)

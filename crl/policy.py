@@ -75,7 +75,13 @@ def evaluate_checkpoint(run_dir: str | Path, epoch: int | None = None, seed: int
         key = epoch_eval_key(run_seed, restored.epoch) if seed is None else jax.random.PRNGKey(seed)
         return trainer.evaluate(params, key)
 
-    metrics = per_seed(jax.jit(over_seeds(evaluate, cfg))(restored.state.actor_params), cfg.num_seeds)
+    if trainer.host_eval_env:  # OGBench: its seeded episodes on the host (crl.offline.host_eval)
+        from crl.programs import make_programs
+
+        host = make_programs(trainer).evaluate(restored.state.actor_params, restored.epoch)
+        metrics = per_seed(host, cfg.num_seeds)
+    else:
+        metrics = per_seed(jax.jit(over_seeds(evaluate, cfg))(restored.state.actor_params), cfg.num_seeds)
     header = {"epoch": restored.epoch, "eval_env": trainer.eval_spec.name}
     if cfg.num_seeds == 1:
         return {**header, **metrics[0]}

@@ -18,6 +18,7 @@ from crl import streams
 from crl.evaluate import make_evaluator, uniform_random_policy
 from crl.learners import learner_actors
 from crl.offline import data as offline_data
+from crl.offline.host_eval import ogbench_programs
 from crl.parallel import replicated, state_shardings
 
 RANDOM_PREFIX = "eval/random_"
@@ -82,34 +83,44 @@ def make_programs(trainer) -> Programs:
     shardings = state_shardings(jax.eval_shape(init), mesh, cfg.num_envs, seed_axis=cfg.num_seeds > 1)
     metrics_sharding = replicated(mesh)
     spec = trainer.eval_spec
-    random_eval = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size),
-                                 spec.episode_length)
-    evaluate = over_seeds(lambda seed, params, epoch: trainer.evaluate(params, streams.epoch_eval_key(seed, epoch)),
-                          cfg, arg_axes=(0, None))
-    random_baseline = over_seeds(
-        lambda seed: random_eval(None, streams.stream_key(seed, streams.RANDOM_BASELINE)), cfg)
     data, data_shardings, place_data = (), (), tuple
     if trainer.offline:  # placed once, replicated, never donated: every epoch and every seed reads the same copy
         data = (offline_data.abstract(trainer.offline_columns, metrics_sharding),)
         data_shardings = (jax.tree.map(lambda _: metrics_sharding, data[0]),)
         place_data = lambda: (offline_data.place(trainer.offline_columns, metrics_sharding),)  # noqa: E731
     epoch = over_seeds(lambda _, state, *data: trainer.epoch(state, *data), cfg, arg_axes=(0,) + (None,) * len(data))
-    evaluate_learners = None
-    if trainer.learners:  # every learner's actor on the collector's evaluation episodes (same keys)
-        evaluate_learners = jax.jit(over_seeds(
-            lambda seed, actors, epoch: trainer.evaluate_learners(actors, streams.epoch_eval_key(seed, epoch)),
-            cfg, arg_axes=(0, None)), in_shardings=(learner_actors(shardings), metrics_sharding),
-            out_shardings=metrics_sharding)
+    if trainer.host_eval_env:  # OGBench's gym envs: evaluated on the host
+        evaluate, evaluate_learners, random_baseline = ogbench_programs(
+            trainer.host_eval_env, trainer.agent, trainer.learners, run_seeds(cfg), cfg.ogbench_eval_episodes)
+    else:
+        evaluate, evaluate_learners, random_baseline = _device_evaluation(trainer, shardings, metrics_sharding)
     return Programs(
         init=jax.jit(init, out_shardings=shardings),
         prefill=jax.jit(over_seeds(lambda _, state: trainer.prefill(state), cfg), in_shardings=(shardings,),
                         out_shardings=shardings, donate_argnums=0),
         epoch=jax.jit(epoch, in_shardings=(shardings, *data_shardings), out_shardings=(shardings, metrics_sharding),
                       donate_argnums=0),
-        evaluate=jax.jit(evaluate, in_shardings=(shardings.actor_params, metrics_sharding),
-                         out_shardings=metrics_sharding),
-        random_baseline=jax.jit(random_baseline, out_shardings=metrics_sharding),
-        evaluate_learners=evaluate_learners, data=data, place_data=place_data)
+        evaluate=evaluate, random_baseline=random_baseline, evaluate_learners=evaluate_learners, data=data,
+        place_data=place_data)
+
+
+def _device_evaluation(trainer, shardings: Any, metrics_sharding: Any) -> tuple[Callable, Callable | None, Callable]:
+    """Jitted (evaluate, evaluate_learners or None, random_baseline) over the run's seeds, in the eval env."""
+    cfg, spec = trainer.cfg, trainer.eval_spec
+    random_eval = make_evaluator(trainer.eval_env, spec, uniform_random_policy(spec.action_size),
+                                 spec.episode_length)
+    evaluate = over_seeds(lambda seed, params, epoch: trainer.evaluate(params, streams.epoch_eval_key(seed, epoch)),
+                          cfg, arg_axes=(0, None))
+    random_baseline = over_seeds(
+        lambda seed: random_eval(None, streams.stream_key(seed, streams.RANDOM_BASELINE)), cfg)
+    evaluate_learners = None
+    if trainer.learners:  # every learner's actor on the collector's evaluation episodes (same keys)
+        evaluate_learners = jax.jit(over_seeds(
+            lambda seed, actors, epoch: trainer.evaluate_learners(actors, streams.epoch_eval_key(seed, epoch)),
+            cfg, arg_axes=(0, None)), in_shardings=(learner_actors(shardings), metrics_sharding),
+            out_shardings=metrics_sharding)
+    return (jax.jit(evaluate, in_shardings=(shardings.actor_params, metrics_sharding), out_shardings=metrics_sharding),
+            evaluate_learners, jax.jit(random_baseline, out_shardings=metrics_sharding))
 
 
 def per_seed(metrics: dict[str, Any], num_seeds: int) -> list[dict[str, float]]:

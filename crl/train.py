@@ -25,6 +25,7 @@ from crl.learners import (Learner, build_learners, learner_actors, learner_metri
 from crl.offline import data as offline_data
 from crl.offline import setup as offline_setup
 from crl.offline.data import OfflineData
+from crl.offline.ogbench import METRIC_PREFIX as OGBENCH_PREFIX, SUCCESS_METRIC, is_ogbench_name
 from crl.networks import param_count
 from crl.parallel import batch_constraint, make_mesh
 from crl.plan.preflight import check_memory
@@ -35,6 +36,7 @@ from crl.run import RunLogger, default_run_dir, format_duration
 
 Metrics = dict[str, jax.Array]
 TRAINING_PREFIX = "training/"
+HOST_HEADLINE = f"{OGBENCH_PREFIX}{SUCCESS_METRIC}"  # OGBench's success rate (crl.offline.host_eval)
 SGD_RATE = "training/sgd_steps_per_s"  # offline runs' throughput (they make no env steps)
 NONFINITE_PARAMS = "training/nonfinite_params"  # count of NaN/Inf entries in the params after an epoch
 
@@ -79,11 +81,17 @@ class Trainer:
     learners: tuple[Learner, ...] = ()  # extra learners on the collector's batches (cfg.learners)
     evaluate_learners: Callable | None = None  # ({name: actor params}, key) -> {name: eval metrics}
     offline_columns: dict[str, Any] | None = None  # offline: the dataset's host columns (crl.offline.data); None online
+    host_eval_env: str | None = None  # an OGBench env evaluated on the host (crl.offline.host_eval); None: eval_env on device
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def offline(self) -> bool:
         return self.offline_columns is not None
+
+    @property
+    def headline(self) -> str:
+        """The eval metric of progress lines and the best checkpoint: time at goal, or OGBench's success rate."""
+        return HOST_HEADLINE if self.host_eval_env else f"{HEADLINE_PREFIX}{self.eval_spec.headline_metric}"
 
     @property
     def networks(self) -> Any:
@@ -177,7 +185,7 @@ def init_learner_state(agent: Agent, key: jax.Array) -> TrainingState:
 
 def known_envs(cfg: TrainConfig) -> list[str]:
     """Registered ids plus the config's env ids that resolve through an id family (e.g. stitching)."""
-    known = envs.list_envs()
+    known = envs.list_envs() + offline_setup.ogbench_names(cfg)
     for name in {cfg.env, cfg.eval_env} - {None} - set(known):
         try:
             envs.check_name(name)
@@ -201,9 +209,9 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     validate(cfg, known_envs=known)  # names an unknown env before the spec lookup below needs it
     get_algorithm(cfg.algorithm)  # an unknown algorithm is named, with the registered ones, before any build
     mesh = make_mesh(cfg)
-    spec = envs.spec(cfg.env)
+    spec = offline_setup.env_spec(cfg.env)
     eval_name = cfg.eval_env or cfg.env
-    eval_spec = envs.spec(eval_name)
+    eval_spec = offline_setup.env_spec(eval_name)
     plan = validate(cfg, known_envs=known, episode_length=spec.episode_length)
     if (eval_spec.obs_dim, eval_spec.action_size) != (spec.obs_dim, spec.action_size):
         raise ConfigError(f"eval_env '{eval_name}' has obs/action dims ({eval_spec.obs_dim}, {eval_spec.action_size}) "
@@ -220,6 +228,10 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
         env = None
     else:
         env = envs.wrap_for_training(envs.make(cfg.env), spec.episode_length, cfg.reset_mode, cfg.num_envs)
+    if is_ogbench_name(eval_name):  # evaluated on the host by crl.offline.host_eval (make_programs)
+        return Trainer(cfg=cfg, plan=plan, spec=spec, eval_spec=eval_spec, agent=agent, env=env, eval_env=None,
+                       evaluate=None, mesh=mesh, sgd_step=agent.sgd_step, learners=learners,
+                       offline_columns=columns, host_eval_env=eval_name)
     eval_env = envs.wrap_for_eval(envs.make(eval_name), eval_spec.episode_length, cfg.num_eval_envs)
 
     def evaluator(of: Agent) -> Callable:
@@ -365,7 +377,7 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
     say(f"crl: compiled prefill, epoch and evaluation in {programs.compile_s:.1f} s")
 
     history = logger.history
-    headline = f"{HEADLINE_PREFIX}{trainer.eval_spec.headline_metric}"
+    headline = trainer.headline
 
     def evaluate(epoch_index: int, state: TrainingState, last_checkpoint: str) -> list[dict[str, float]]:
         """Per-seed eval metrics, checked for NaN/Inf like training metrics (same error, same rollback)."""
@@ -405,9 +417,10 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
             for seed_extra, random in zip(extra, per_seed(programs.random_baseline(), len(seeds))):
                 seed_extra.update({k.replace("eval/", RANDOM_PREFIX): v for k, v in random.items()})
         record = log(0, state, evaluate(0, state, "none yet"), extra)
-        random_note = (f"; uniform random policy {record[headline.replace('eval/', RANDOM_PREFIX)]:.2f}"
-                       if cfg.random_baseline else "")
-        say(f"crl: prefill done; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
+        random_key = headline.replace('eval/', RANDOM_PREFIX)
+        random_note = f"; uniform random policy {record[random_key]:.2f}" if random_key in record else ""
+        stage = "before training" if trainer.offline else "prefill done"
+        say(f"crl: {stage}; initial policy {headline.removeprefix('eval/')} = {record[headline]:.2f}{random_note}")
 
     last_checkpoint = str(resumed.path) if resumed else "none yet"
     train_time, epochs_run, rollbacks, epoch_index = 0.0, 0, 0, start_epoch

@@ -192,3 +192,38 @@ def test_crl_imports_without_loading_ogbench():
             "print(sorted(m for m in ('ogbench', 'gymnasium', 'dm_control') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+OGBENCH_EPISODE = 1000  # pointmaze-medium's time limit: one training window offline
+TWO_TRAINING_STEPS = 2400  # tiny_config's prefill budget (1,600) + 2 x 400 env steps' worth of SGD steps
+
+
+def test_offline_training_on_an_ogbench_file_is_scored_on_ogbench_tasks(tmp_path, no_network):
+    """`crl train --offline FILE --eval-env ogbench:...`: the file has no sidecar, so the eval env names the data's
+    env; every epoch is evaluated on the host by OGBench's rule, logged as eval/ogbench_*, and `crl eval` reproduces
+    the logged evaluation of the saved actor."""
+    from crl.policy import evaluate_checkpoint
+    from crl.train import train
+
+    states, actions = random_trajectories((OGBENCH_EPISODE + 1, OGBENCH_EPISODE + 1), seed=3)
+    write_ogbench_file(tmp_path / "data.npz", states, actions)
+    cfg = tiny_config(offline=str(tmp_path / "data.npz"), env="ant", eval_env=CRL_NAME, num_epochs=1,
+                      total_env_steps=TWO_TRAINING_STEPS, ogbench_eval_episodes=1,
+                      run_dir=str(tmp_path / "run"))  # env "ant" is the default: unset
+    result = train(cfg, print_fn=None)
+    assert result.trainer.cfg.env == CRL_NAME and result.trainer.spec.episode_length == OGBENCH_EPISODE
+    last = result.history[-1]
+    tasks = [last[f"eval/ogbench_task{k}_success"] for k in range(1, 6)]
+    assert set(tasks) <= {0.0, 1.0} and last["eval/ogbench_success"] == np.mean(tasks)
+    assert 0 < last["eval/ogbench_episode_length"] <= OGBENCH_EPISODE
+    assert last["env_steps"] == 0 and last["grad_steps"] > 0
+    again = evaluate_checkpoint(tmp_path / "run")
+    assert {k: v for k, v in again.items() if k.startswith("eval/")} == {
+        k: v for k, v in last.items() if k.startswith("eval/")}
+
+
+def test_ogbench_envs_do_not_collect():
+    from crl.train import make_trainer
+
+    with pytest.raises(ConfigError, match="train offline on the OGBench dataset"):
+        make_trainer(tiny_config(env=CRL_NAME, eval_env=None))

@@ -66,6 +66,7 @@ def abstract(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | N
 
 
 def check_window(num_rows: int, window: int, path: Any) -> None:
+    """ConfigError unless the dataset holds at least one training window (sample_windows needs num_rows >= window)."""
     if num_rows < window:
         raise ConfigError(f"{path}: the dataset has {num_rows} rows, fewer than one training window of {window} "
                           f"(the env's episode length); collect more episodes")

@@ -23,7 +23,8 @@ def dataset_env(cfg: TrainConfig, recorded: str | None) -> str:
     if chosen or cfg.eval_env:
         return chosen or cfg.eval_env
     raise ConfigError(f"offline = {cfg.offline}: the dataset has no sidecar JSON naming its env; name it with "
-                      f"--env or --eval-env (e.g. --eval-env point_u_maze, or ogbench:pointmaze-medium-navigate-v0)")
+                      f"--eval-env (e.g. --eval-env point_u_maze, or ogbench:pointmaze-medium-navigate-v0), or with "
+                      f"--env when it is not the default env '{DEFAULT_ENV}'")
 
 
 def offline_config(cfg: TrainConfig) -> TrainConfig:
@@ -43,3 +44,23 @@ def load_for(cfg: TrainConfig, spec):
     from crl.offline.dataset import load_dataset
 
     return load_dataset(cfg.offline, state_dim=spec.state_dim, action_size=spec.action_size)
+
+
+def env_spec(name: str):
+    """The EnvSpec of a crl env id, or of an OGBench name ('ogbench:pointmaze-medium-navigate-v0', the extra)."""
+    from crl import envs
+    from crl.offline.ogbench import is_ogbench_name, ogbench_spec
+
+    return ogbench_spec(name) if is_ogbench_name(name) else envs.spec(name)
+
+
+def ogbench_names(cfg: TrainConfig) -> list[str]:
+    """The config's OGBench env names (known to validate()); one as the training env needs an offline dataset."""
+    from crl.offline.ogbench import OGBENCH_PREFIX, is_ogbench_name
+
+    if is_ogbench_name(cfg.env) and not cfg.offline:
+        raise ConfigError(f"env = '{cfg.env}': OGBench's environments step in Python, one at a time, so crl "
+                          f"evaluates on them but does not collect in them; train offline on the OGBench dataset "
+                          f"(--offline FILE.npz --eval-env {cfg.env}) or online in a crl env (`crl envs`), e.g. "
+                          f"--env point_u_maze (names take the form {OGBENCH_PREFIX}<dataset name>)")
+    return [name for name in (cfg.env, cfg.eval_env) if is_ogbench_name(name)]
