@@ -22,7 +22,8 @@ import yaml
 from crl.learner_spec import COLLECTOR, METRIC_PREFIX as LEARNER_PREFIX, parse_learners
 
 DEFAULT_METRIC = "eval/episode_success"
-METRIC_LABELS = {"eval/episode_success": "time at goal"}
+OGBENCH_METRIC = "eval/ogbench_success"  # runs evaluated on OGBench's mazes (crl.offline.host_eval)
+METRIC_LABELS = {"eval/episode_success": "time at goal", OGBENCH_METRIC: "OGBench success rate"}
 DEFAULT_LAST = 5  # evaluations averaged into a seed's final value (the paper's rule)
 DEFAULT_X = "critic_depth"
 RANDOM_BASELINE = ("eval/", "eval/random_")  # eval/X of the uniform random policy is logged as eval/random_X at epoch 0
@@ -453,6 +454,15 @@ def write_markdown(path: Path, root: Path, table: list[str], problems: list[str]
     path.write_text("\n".join(text))
 
 
+def _fallback_metric(runs: list[Run], metric: str) -> str:
+    """The default metric, or OGBench's success rate when no run logs time at goal (OGBench-evaluated runs)."""
+    logged = {key for run in runs for seed in run.seeds for r in seed.records for key in r}
+    if metric == DEFAULT_METRIC and metric not in logged and OGBENCH_METRIC in logged:
+        print(f"crl report: no run logs {DEFAULT_METRIC}; reporting {OGBENCH_METRIC} (OGBench's success rate)")
+        return OGBENCH_METRIC
+    return metric
+
+
 def report(root: Path, out: Path, metric: str = DEFAULT_METRIC, x: str | None = None,
            last: int = DEFAULT_LAST) -> dict[str, Path]:
     """Read the runs under root, write the report files into out; returns {name: path}. Raises ReportError."""
@@ -462,6 +472,7 @@ def report(root: Path, out: Path, metric: str = DEFAULT_METRIC, x: str | None = 
     if not any(run.seeds for run in runs):
         raise ReportError(f"none of the {len(runs)} runs under {root} has metrics yet:\n"
                           + "\n".join(problem_lines(runs, root)))
+    metric = _fallback_metric(runs, metric)
     if not any(metric in r for run in runs for seed in run.seeds for r in seed.records):
         raise ReportError(f"metric '{metric}' is in no run under {root}; pick one with --metric from: "
                           f"{', '.join(available_metrics(runs))}")
