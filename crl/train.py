@@ -222,8 +222,8 @@ def make_trainer(cfg: TrainConfig) -> Trainer:
     columns = None
     if cfg.offline:
         dataset = offline_setup.load_for(cfg, spec)
-        offline_data.check_window(dataset.num_transitions, spec.episode_length, cfg.offline)
         columns = offline_data.host_columns(dataset, spec)
+        offline_data.check_window(len(columns["traj_id"]), spec.episode_length, cfg.offline)
         plan = offline_plan(plan)
         env = None
     else:
@@ -355,9 +355,9 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
         f"({params_info['critic_params']:,} params), actor D{cfg.actor_depth}xW{cfg.actor_width} "
         f"({params_info['actor_params']:,}), run dir {logger.run_dir}")
     if trainer.offline:
-        columns = trainer.offline_columns
-        say(f"crl: offline on {cfg.offline}: {len(columns['traj_id']):,} rows, "
-            f"{int(columns['traj_id'][-1] - columns['traj_id'][0]) + 1:,} trajectories; {plan.train_steps_per_epoch} "
+        traj_ids = np.asarray(trainer.offline_columns["traj_id"])
+        say(f"crl: offline on {cfg.offline}: {len(traj_ids):,} transitions in "
+            f"{offline_data.count_trajectories(traj_ids):,} trajectories; {plan.train_steps_per_epoch} "
             f"training steps/epoch x {cfg.num_epochs} epochs of {cfg.sgd_steps_per_train_step} SGD steps on "
             f"{cfg.num_envs} windows each; no env steps")
     else:

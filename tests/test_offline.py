@@ -33,11 +33,6 @@ SEEDS = (0, 1)
 KEEP_CHECKPOINTS = 3
 
 
-def steady(records: list[dict]) -> list[dict]:
-    """comparable() records without the offline throughput (wall-clock, like training/sps)."""
-    return [{k: v for k, v in r.items() if k != SGD_RATE} for r in comparable(records)]
-
-
 def offline_cfg(dataset: Path, run_dir: Path, **changes) -> TrainConfig:
     """The tiny run on the dataset, env left at the default: the sidecar must supply it."""
     return tiny_config(env=DEFAULT_ENV, eval_env=DATA_ENV, offline=str(dataset), run_dir=str(run_dir), **changes)
@@ -105,7 +100,7 @@ def test_offline_resume_is_exact(offline_run, dataset_path, tmp_path):
     shutil.rmtree(copy / "checkpoints" / str(last))
     result = train(offline_cfg(dataset_path, copy, seed=SEEDS[1]), print_fn=None)
     assert result.state.buffer is None
-    assert steady(read_metrics(copy / "metrics.jsonl")) == steady(read_metrics(run_dir / "metrics.jsonl"))
+    assert comparable(read_metrics(copy / "metrics.jsonl")) == comparable(read_metrics(run_dir / "metrics.jsonl"))
 
 
 def test_vmapped_offline_seeds_equal_separate_runs(offline_run, dataset_path, tmp_path):
@@ -113,7 +108,7 @@ def test_vmapped_offline_seeds_equal_separate_runs(offline_run, dataset_path, tm
     result = train(offline_cfg(dataset_path, tmp_path, seed=SEEDS[0], num_seeds=len(SEEDS)), print_fn=None)
     assert result.trainer.trace_counts == {"prefill": 1, "epoch": 1}
     seed0, seed1 = (read_metrics(tmp_path / "seeds" / str(seed) / "metrics.jsonl") for seed in SEEDS)
-    assert_same_metrics(steady(seed1), steady(read_metrics(run_dir / "metrics.jsonl")))
+    assert_same_metrics(comparable(seed1), comparable(read_metrics(run_dir / "metrics.jsonl")))
     assert seed0[-1]["training/critic_loss"] != seed1[-1]["training/critic_loss"]  # the seeds drew other windows
 
 
@@ -126,7 +121,7 @@ def test_cli_trains_offline_and_exits_2_on_a_missing_file(offline_run, dataset_p
                  "--seed", str(SEEDS[1])]) == 0
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["config"]["env"] == DATA_ENV
     # the same run as train() of the same config
-    assert steady(read_metrics(run_dir / "metrics.jsonl")) == steady(read_metrics(offline_run[0] / "metrics.jsonl"))
+    assert comparable(read_metrics(run_dir / "metrics.jsonl")) == comparable(read_metrics(offline_run[0] / "metrics.jsonl"))
     missing = tmp_path / "missing.npz"
     assert main(["train", "--config", str(config), "--offline", str(missing), "--run-dir", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
@@ -196,14 +191,16 @@ def test_host_columns_use_the_files_goals_else_the_final_achieved_ones(dataset_p
     spec = envs.spec(DATA_ENV)
     with_goals = load_dataset(dataset_path)
     columns = offline_data.host_columns(with_goals, spec)
-    np.testing.assert_array_equal(columns["goal"], with_goals.extras[GOALS_KEY])
-    np.testing.assert_array_equal(columns["traj_id"], with_goals.traj_ids)
-    np.testing.assert_array_equal(columns["state"], with_goals.observations)
-    np.testing.assert_array_equal(columns["action"], with_goals.actions)
+    moves = np.asarray(with_goals.terminals) == 0  # every row but each trajectory's last (its action led nowhere)
+    assert len(columns["traj_id"]) == with_goals.num_transitions - with_goals.num_trajectories
+    np.testing.assert_array_equal(columns["goal"], with_goals.extras[GOALS_KEY][moves])
+    np.testing.assert_array_equal(columns["traj_id"], with_goals.traj_ids[moves])
+    np.testing.assert_array_equal(columns["state"], with_goals.observations[moves])
+    np.testing.assert_array_equal(columns["action"], with_goals.actions[moves])
     without = load_dataset(rewrite(dataset_path, tmp_path / "no_goals.npz", goals=False, sidecar={"env": DATA_ENV}))
     final = final_goals_by_loop(np.asarray(without.observations), without.traj_ids, spec.goal_indices)
-    np.testing.assert_array_equal(offline_data.host_columns(without, spec)["goal"], final)
-    assert not np.allclose(final, columns["goal"])  # the random policy's commanded goals are not where it ended
+    np.testing.assert_array_equal(offline_data.host_columns(without, spec)["goal"], final[moves])
+    assert not np.allclose(final[moves], columns["goal"])  # the random policy's commanded goals are not where it ended
     wide = tmp_path / "wide_goals.npz"
     save_dataset(wide, with_goals.observations, with_goals.actions, with_goals.terminals, {},
                  extras={GOALS_KEY: np.zeros((with_goals.num_transitions, 3), np.float32)})
@@ -291,9 +288,9 @@ def test_a_file_without_sidecar_takes_env_or_eval_env_else_says_how(dataset_path
 
 
 def test_a_dataset_shorter_than_one_window_names_its_rows(dataset_path, tmp_path):
-    rows = envs.spec(DATA_ENV).episode_length - 1
+    rows = envs.spec(DATA_ENV).episode_length  # one trajectory: its last row is no transition, so one short
     short = rewrite(dataset_path, tmp_path / "short.npz", rows=rows, sidecar={"env": DATA_ENV})
-    with pytest.raises(ConfigError, match=f"has {rows} rows, fewer than one training window of {rows + 1}"):
+    with pytest.raises(ConfigError, match=f"has {rows - 1} transitions .* fewer than one training window of {rows}"):
         make_trainer(tiny_config(offline=str(short)))
 
 

@@ -11,7 +11,7 @@ TINY_RUN = dict(env="point_u_maze", eval_env="point_u_maze", total_env_steps=20_
                 unroll_length=25, max_replay_size=200, min_replay_size=100, batch_size=64,
                 sgd_steps_per_train_step=4, num_eval_envs=16, critic_depth=4, critic_width=32, actor_depth=4,
                 actor_width=32, repr_dim=16, tensorboard=False, progress=False)
-VOLATILE_PREFIXES = ("time/", "wall_s", "training/sps")  # wall-clock fields: never equal across runs
+VOLATILE_PREFIXES = ("time/", "wall_s", "training/sps", "training/sgd_steps_per_s")  # wall-clock fields: never equal across runs
 
 
 def tiny_config(**changes):

@@ -9,6 +9,7 @@ commanded goal, sac and td3 without full HER, see the difference).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
@@ -42,8 +43,36 @@ def final_achieved_goals(state: np.ndarray, traj_ids: np.ndarray, goal_indices: 
     return np.asarray(state[last_row][:, list(goal_indices)][traj_ids - traj_ids[0]], np.float32)
 
 
-def host_columns(dataset: Any, spec: EnvSpec) -> dict[str, np.ndarray]:
-    """The dataset's arrays as OfflineData takes them (memory-mapped arrays stay mapped until they are placed)."""
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """The selected rows of a (memory-mapped) column, read only when converted (np.asarray) for placing, so
+    the host never holds more than one column's copy at a time."""
+
+    array: np.ndarray
+    index: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index),) + tuple(self.array.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        rows = np.asarray(self.array[self.index])
+        return rows if dtype is None else rows.astype(dtype)
+
+
+def host_columns(dataset: Any, spec: EnvSpec) -> dict[str, Rows]:
+    """The dataset's rows that have a successor in their trajectory, as OfflineData takes them.
+
+    Each trajectory's last row is left out, as OGBench's loader leaves it out and as an online replay buffer never
+    holds it: its action led nowhere (crl collect writes zeros there), so it is no transition to learn from.
+    """
     traj_ids = np.asarray(dataset.traj_ids, np.int32)
     goals = dataset.extras.get(GOALS_KEY)
     if goals is None:
@@ -51,15 +80,22 @@ def host_columns(dataset: Any, spec: EnvSpec) -> dict[str, np.ndarray]:
     elif goals.shape != (dataset.num_transitions, spec.goal_dim):
         raise ConfigError(f"{dataset.path}: '{GOALS_KEY}' is shaped {goals.shape}, env {spec.name} expects "
                           f"({dataset.num_transitions}, {spec.goal_dim}); rewrite it with `crl collect` or drop the key")
-    return {"state": dataset.observations, "goal": goals, "action": dataset.actions, "traj_id": traj_ids}
+    keep = np.flatnonzero(np.asarray(dataset.terminals) == 0)
+    return {name: Rows(column, keep) for name, column in
+            (("state", dataset.observations), ("goal", goals), ("action", dataset.actions), ("traj_id", traj_ids))}
 
 
-def place(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
+def count_trajectories(traj_ids: np.ndarray) -> int:
+    """Distinct trajectories in a column of non-decreasing trajectory ids."""
+    return int(np.count_nonzero(np.diff(traj_ids)) + 1) if len(traj_ids) else 0
+
+
+def place(columns: dict[str, Rows], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
     """OfflineData on the device(s), one column at a time (no host copy of the whole dataset is made)."""
     return OfflineData(**{name: jax.device_put(np.asarray(column), sharding) for name, column in columns.items()})
 
 
-def abstract(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
+def abstract(columns: dict[str, Rows], sharding: jax.sharding.Sharding | None = None) -> OfflineData:
     """OfflineData of ShapeDtypeStructs: what programs compile against before the data are placed."""
     return OfflineData(**{name: jax.ShapeDtypeStruct(column.shape, column.dtype, sharding=sharding)
                           for name, column in columns.items()})
@@ -68,8 +104,9 @@ def abstract(columns: dict[str, np.ndarray], sharding: jax.sharding.Sharding | N
 def check_window(num_rows: int, window: int, path: Any) -> None:
     """ConfigError unless the dataset holds at least one training window (sample_windows needs num_rows >= window)."""
     if num_rows < window:
-        raise ConfigError(f"{path}: the dataset has {num_rows} rows, fewer than one training window of {window} "
-                          f"(the env's episode length); collect more episodes")
+        raise ConfigError(f"{path}: the dataset has {num_rows} transitions (rows with a next row in their "
+                          f"trajectory), fewer than one training window of {window} (the env's episode length); "
+                          f"collect more episodes")
 
 
 def sample_windows(data: OfflineData, key: jax.Array, num_windows: int, window: int) -> dict[str, jax.Array]:
