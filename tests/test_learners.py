@@ -132,3 +132,11 @@ def test_learners_round_trip_through_config_yaml(tmp_path):
     cfg = tiny_config(learners=LEARNERS)
     assert to_dict(cfg)["learners"] == list(LEARNERS)
     assert from_dict(to_dict(cfg)).learners == LEARNERS
+
+
+def test_sweep_prelaunch_check_validates_learners():
+    from crl.sweep.check import run_problem
+
+    assert run_problem(tiny_config(learners=LEARNERS)) is None
+    assert "critic_depth = 6" in run_problem(tiny_config(learners=("odd: critic_depth=6",)))
+    assert "cannot change 'env'" in run_problem(tiny_config(learners=("e: env=point_big_maze",)))

@@ -309,3 +309,16 @@ def test_observations_of_another_dim_than_the_sidecar_env_are_refused(dataset_pa
     wide = rewrite(dataset_path, tmp_path / "wide.npz", state_dim=4, sidecar={"env": DATA_ENV})
     with pytest.raises(DatasetError, match="observations has dim 4 per row.*state_dim 2"):
         make_trainer(tiny_config(offline=str(wide)))
+
+
+def test_sweep_prelaunch_check_reads_the_datasets_env(dataset_path, tmp_path):
+    """`crl sweep` checks an offline run against the dataset's env (its sidecar), not the config's default env."""
+    from crl.sweep.check import run_problem
+
+    pool = tiny_config().num_envs * (envs.spec(DATA_ENV).episode_length - 1)  # point_u_maze: 100-step windows
+    assert run_problem(tiny_config(offline=str(dataset_path), env=DEFAULT_ENV, batch_size=pool,
+                                   sgd_steps_per_train_step=1)) is None
+    problem = run_problem(tiny_config(offline=str(dataset_path), env=DEFAULT_ENV, batch_size=pool + 1,
+                                      sgd_steps_per_train_step=1))
+    assert problem and f"relabelled pool of {pool}" in problem  # ant's 1000-step windows would have passed
+    assert "no such dataset file" in run_problem(tiny_config(offline=str(tmp_path / "gone.npz")))

@@ -8,6 +8,7 @@ from typing import Any
 import jax
 
 from crl.config import StepPlan, TrainConfig
+from crl.learner_spec import learner_config, parse_learners
 from crl.plan.flops import sgd_update_flops
 from crl.plan.memory import ProgramMemory, StateBytes, abstract_state, memories, peak_bytes, state_bytes
 from crl.programs import Programs, make_programs
@@ -26,7 +27,7 @@ class Plan:
     programs: dict[str, ProgramMemory]
     peak_bytes: int
     compile_s: float
-    flops_per_update: float | None = None  # one SGD update, summed over the run's seeds
+    flops_per_update: float | None = None  # one SGD update (collector and learners), summed over the run's seeds
 
     @property
     def sgd_steps_per_epoch(self) -> int:
@@ -64,7 +65,9 @@ def make_plan(cfg: TrainConfig, with_flops: bool = True) -> Plan:
     programs = make_programs(trainer)
     _, plan = measured_plan(trainer, programs, abstract_state(programs))
     if with_flops:
-        plan = dataclasses.replace(plan, flops_per_update=sgd_update_flops(cfg) * cfg.num_seeds)
+        learners = [learner_config(cfg, spec) for spec in parse_learners(cfg.learners)]  # they train on every batch too
+        flops = sgd_update_flops(cfg) + sum(sgd_update_flops(learner) for learner in learners)
+        plan = dataclasses.replace(plan, flops_per_update=flops * cfg.num_seeds)
     return plan
 
 

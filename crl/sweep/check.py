@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from crl import env_catalog
 from crl.config import BUILTIN_ALGORITHMS, ConfigError, TrainConfig, validate
+from crl.learner_spec import learner_config, parse_learners
+from crl.offline.setup import offline_config
 from crl.sweep.spec import Run
 
 
@@ -27,9 +29,9 @@ def _episode_length(env: str) -> int:
     """The env's episode length: from the catalog, else from the registry (builds the env once, compiles nothing)."""
     if env in env_catalog.SPECS:
         return env_catalog.SPECS[env]["episode_length"]
-    from crl import envs
+    from crl.offline.setup import env_spec  # the registry's, or OGBench's (the extra)
 
-    return envs.spec(env).episode_length
+    return env_spec(env).episode_length
 
 
 def _check_algorithm(name: str) -> None:
@@ -44,6 +46,11 @@ def run_problem(cfg: TrainConfig) -> str | None:
     """Why `crl train` would refuse this config (field, value and fix), or None when it can start."""
     try:
         _check_algorithm(cfg.algorithm)
+        if cfg.offline:  # the dataset's env, from its sidecar (a missing file is named here, before launch)
+            cfg = offline_config(cfg)
+        for learner in parse_learners(cfg.learners):
+            _check_algorithm(learner.overrides.get("algorithm", cfg.algorithm))
+            validate(learner_config(cfg, learner))
         known = _known_envs(cfg)
         validate(cfg, known_envs=known)  # field-level checks and env ids, before the spec lookup needs the id
         validate(cfg, known_envs=known, episode_length=_episode_length(cfg.env))
