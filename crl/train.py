@@ -57,7 +57,7 @@ class TrainingState:
     env_steps: jax.Array
     grad_steps: jax.Array
     target_params: Any = None  # target networks of algorithms that keep them (sac, td3); None for crl
-    learners: Any = None  # {name: TrainingState of params and optimisers} of the extra learners (crl.learners); None without
+    learners: Any = None  # {name: TrainingState (params, optimisers)} of the extra learners (crl.learners), or None
 
 
 class NonFiniteError(FloatingPointError):
@@ -81,7 +81,7 @@ class Trainer:
     learners: tuple[Learner, ...] = ()  # extra learners on the collector's batches (cfg.learners)
     evaluate_learners: Callable | None = None  # ({name: actor params}, key) -> {name: eval metrics}
     offline_columns: dict[str, Any] | None = None  # offline: the dataset's host columns (crl.offline.data); None online
-    host_eval_env: str | None = None  # an OGBench env evaluated on the host (crl.offline.host_eval); None: eval_env on device
+    host_eval_env: str | None = None  # an OGBench env, evaluated on the host (crl.offline.host_eval); None: on device
     trace_counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
@@ -160,8 +160,8 @@ class Trainer:
         state, metrics = jax.lax.scan(lambda s, _: self._train_step(s, data), state, None,
                                       length=self.plan.train_steps_per_epoch)
         metrics = {k: v.mean() for k, v in metrics.items()}
-        params = (state.actor_params, state.critic_params, state.log_alpha, state.target_params,
-                  [(s.actor_params, s.critic_params, s.log_alpha, s.target_params) for s in (state.learners or {}).values()])
+        params = [(s.actor_params, s.critic_params, s.log_alpha, s.target_params)
+                  for s in (state, *(state.learners or {}).values())]
         metrics[NONFINITE_PARAMS] = sum(jnp.sum(~jnp.isfinite(p)) for p in jax.tree.leaves(params))
         return state, metrics
 
@@ -448,7 +448,8 @@ def _run(cfg: TrainConfig, trainer: Trainer, programs: Programs, state: Training
                 continue
             for seed_metrics in metrics:
                 if trainer.offline:
-                    seed_metrics[SGD_RATE] = plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step * len(seeds) / epoch_s
+                    sgd_steps = plan.train_steps_per_epoch * cfg.sgd_steps_per_train_step * len(seeds)
+                    seed_metrics[SGD_RATE] = sgd_steps / epoch_s
                 else:
                     seed_metrics["training/sps"] = plan.env_steps_per_epoch * len(seeds) / epoch_s
                 seed_metrics["time/epoch_s"] = epoch_s
