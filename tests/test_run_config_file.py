@@ -1,10 +1,9 @@
 """config.yaml of a run dir: a resume keeps the launch command and records each resume beside it."""
-import dataclasses
 import sys
 
 import yaml
 
-from crl.config import plan_steps
+from crl.config import plan_steps, to_dict
 from crl.run import RunLogger
 from tiny_run import tiny_config
 
@@ -29,4 +28,4 @@ def test_resumes_keep_the_launch_command_and_list_their_own(tmp_path, monkeypatc
     assert [resume["command"] for resume in saved["resumes"]] == [" ".join(argv) for argv in RESUMES]
     assert [resume["from_epoch"] for resume in saved["resumes"]] == [2, 3]
     assert [resume["changed"] for resume in saved["resumes"]] == [{"num_epochs": [2, 4]}, {}]
-    assert saved["config"] == dataclasses.asdict(tiny_config(num_epochs=4))
+    assert saved["config"] == to_dict(tiny_config(num_epochs=4))

@@ -148,15 +148,31 @@ def test_cli_bad_spec_exits_2_and_set_overrides(tmp_path, capsys):
     assert not (tmp_path / "sweep").exists()  # a dry run writes nothing
 
 
-def test_every_preset_expands_and_validates():
+def stand_in_dataset(directory: Path, env: str) -> Path:
+    """A tiny dataset file whose sidecar names `env`: what an offline spec's pre-launch check reads (the data that
+    a study collects first are not in a clean checkout)."""
+    import numpy as np
+
+    from crl.offline.dataset import save_dataset
+
+    rows = 3
+    return save_dataset(directory / "stand_in.npz", np.zeros((rows, 2), np.float32), np.zeros((rows, 2), np.float32),
+                        np.array([0, 0, 1], np.float32), {"env": env})
+
+
+def test_every_preset_expands_and_validates(tmp_path):
     sizes = {}
     for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
         assert path.read_text().startswith("# "), f"{path}: first line says which paper experiment it is"
         spec = load_spec(path)
         points = expand(spec)
         sizes[path.stem] = len(points)
+        if any(point.config.offline for point in points):  # the spec's dataset stands in for the collected one
+            data = stand_in_dataset(tmp_path, "point_u_maze")
+            points = [dataclasses.replace(p, config=dataclasses.replace(p.config, offline=str(data))) for p in points]
         check_runs(points, str(path))  # validate() with each env's id and episode length, as crl sweep does
     assert sizes["point_depth_cpu"] == 9 and sizes["table1"] == 10 * 5 * 5 and sizes["humanoid_1024"] == 3
+    assert sizes["offline_point_depth_cpu"] == 2 * 2 * 3
     assert {"width_vs_depth", "actor_vs_critic_depth", "batch_x_depth"} <= set(sizes)
     assert len(expand(load_spec(CONFIGS / "sweeps" / "table1.yaml", num_seeds=5))) == 10 * 5
 
