@@ -35,6 +35,9 @@ DEFAULT_DEPTHS = (4, 16, 64, 256, 1024)
 DEFAULT_MAX_UNROLLED_DEPTH = 64  # unrolled compile grows with depth; beyond this it takes many minutes on CPU
 DEFAULT_BATCH = 256
 DEFAULT_REPS = 5
+FLOOR_WIDTH = 256  # the networks' width: the matmul floor times (batch, 256) @ (256, 256) products
+FLOOR_CHAIN = 64  # matmuls per timed floor program (one dispatch: launch overhead spread thin)
+FLOPS_PER_MAC = 2
 # The reference implementation's training env steps/s on a 2-core CPU (ant, depth 4, batch 256, unroll 62),
 # median of its epochs, keyed by num_envs, with the SGD steps per training step it used there.
 REFERENCE_CPU = {32: {"sgd_steps": 50, "sps": 458.0}, 128: {"sgd_steps": 198, "sps": 394.0}}
@@ -104,6 +107,35 @@ def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dt
             "params": param_count(state.critic_params) + param_count(state.actor_params)}
 
 
+def matmul_floor_flops_per_s(batch: int, width: int, dtype: str, reps: int, chain: int = FLOOR_CHAIN) -> float:
+    """FLOP/s of a chain of (batch, width) @ (width, width) matmuls in one jitted program, median of `reps`: the
+    rate the SGD update's FLOPs would run at if they were all matmuls of the networks' shape (its floor)."""
+    x_key, w_key = jax.random.split(jax.random.PRNGKey(1))
+    x = jax.random.normal(x_key, (batch, width), dtype)
+    w = (jax.random.normal(w_key, (width, width), jax.numpy.float32) / width ** 0.5).astype(dtype)  # norms stay ~1
+
+    def products(x, w):
+        for _ in range(chain):
+            x = x @ w
+        return x
+
+    compiled = jax.jit(products).lower(x, w).compile()
+    jax.block_until_ready(compiled(x, w))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(x, w))
+        times.append(time.perf_counter() - t)
+    return FLOPS_PER_MAC * batch * width * width * chain / statistics.median(times)
+
+
+def with_flop_rates(row: dict, flops: float, floor_flops_per_s: float) -> dict:
+    """The row with its update's FLOPs, the achieved GFLOP/s and the ratio of its time to the matmul floor's."""
+    seconds = row["step_ms_median"] / 1e3
+    return {**row, "flops": flops, "gflops_per_s": flops / seconds / 1e9, "floor_gflops_per_s": floor_flops_per_s / 1e9,
+            "floor_ms": 1e3 * flops / floor_flops_per_s, "x_floor": seconds * floor_flops_per_s / flops}
+
+
 def write_results(out: Path, title: str, command: str, table: list[str], notes: list[str], raw: list[dict],
                   quiet: bool = False) -> None:
     """Write the Markdown report (machine, versions, command, date, table, notes) and raw JSON beside it."""
@@ -118,30 +150,45 @@ def write_results(out: Path, title: str, command: str, table: list[str], notes: 
 
 
 def bench_networks(args: argparse.Namespace) -> int:
+    from crl.plan.flops import block_costs
+
+    # FLOPs from the unrolled program (XLA counts a scan body once), the same for scan and unrolled rows
+    costs = block_costs(TrainConfig(batch_size=args.batch, remat=args.remat, compute_dtype=args.dtype))
+    floor = matmul_floor_flops_per_s(args.batch, FLOOR_WIDTH, args.dtype, args.reps)
+    print(f"matmul floor: {floor / 1e9:.1f} GFLOP/s ({args.batch}x{FLOOR_WIDTH} @ {FLOOR_WIDTH}x{FLOOR_WIDTH}, "
+          f"{args.dtype})", flush=True)
     rows = []
     for depth in args.depths:
         for unrolled in (False, True):
             if unrolled and depth > args.max_unrolled_depth:
                 continue
-            row = time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps)
+            row = with_flop_rates(time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps),
+                                  costs.at(depth, depth), floor)
             rows.append(row)
             print(f"depth {depth:>5} {row['mode']:>8}: compile {row['compile_s']:7.2f} s, "
-                  f"update {row['step_ms_median']:9.2f} ms (median of {args.reps})", flush=True)
+                  f"update {row['step_ms_median']:9.2f} ms (median of {args.reps}), "
+                  f"{row['gflops_per_s']:.1f} GFLOP/s, {row['x_floor']:.2f}x the matmul floor", flush=True)
     scan = {r["depth"]: r for r in rows if r["mode"] == "scan"}
     base = scan[min(scan)]
-    table = ["| depth | mode | params (actor + critic) | compile s | compile / depth-4 scan | SGD update ms (median) | XLA temp MiB |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| depth | mode | params (actor + critic) | compile s | compile / depth-4 scan | SGD update ms (median) | "
+             "GFLOP / update | GFLOP/s | x matmul floor | XLA temp MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         temp = f"{r['temp_bytes'] / 2**20:.1f}" if r["temp_bytes"] is not None else "n/a"
         table.append(f"| {r['depth']} | {r['mode']} | {r['params']:,} | {r['compile_s']:.2f} | "
-                     f"{r['compile_s'] / base['compile_s']:.2f}x | {r['step_ms_median']:.2f} | {temp} |")
+                     f"{r['compile_s'] / base['compile_s']:.2f}x | {r['step_ms_median']:.2f} | {r['flops'] / 1e9:.2f} | "
+                     f"{r['gflops_per_s']:.1f} | {r['x_floor']:.2f}x | {temp} |")
     deepest = scan[max(scan)]
     notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
              f"depth {base['depth']}.",
              f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
              f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
-             "than straight-line code (compare the unrolled rows): scan is what keeps compile time flat in depth."]
+             "than straight-line code (compare the unrolled rows): scan is what keeps compile time flat in depth.",
+             f"FLOPs: XLA's cost analysis of the unrolled update (crl.plan.flops: probes at 1 and 2 blocks, affine in "
+             f"depth), the same for both modes. Matmul floor, measured in this run: {floor / 1e9:.1f} GFLOP/s for a "
+             f"chain of {FLOOR_CHAIN} ({args.batch}, {FLOOR_WIDTH}) @ ({FLOOR_WIDTH}, {FLOOR_WIDTH}) products in one "
+             f"program; x matmul floor = update time / (FLOPs at that rate)."]
     write_results(args.out, "Compile time and SGD update time against depth", "crl " + " ".join(sys.argv[1:]),
            table, notes, rows)
     return 0

@@ -197,3 +197,14 @@ def test_bench_envs_writes_under_runs_bench_not_docs(tmp_path, monkeypatch, caps
     out = capsys.readouterr().out
     assert f"crl bench envs: writing {run_dir / 'bench_envs.md'}" in out and "| point_u_maze | jax | 2 |" in (
         tmp_path / run_dir / "bench_envs.md").read_text()
+
+
+def test_matmul_floor_and_flop_rates():
+    """`crl bench networks`' floor is a positive rate; the row's rates follow from its time, FLOPs and the floor."""
+    import math
+
+    rate = bench.matmul_floor_flops_per_s(batch=16, width=16, dtype="float32", reps=2, chain=4)
+    assert math.isfinite(rate) and rate > 0
+    row = bench.with_flop_rates({"step_ms_median": 20.0}, flops=4e9, floor_flops_per_s=4e11)
+    assert row["gflops_per_s"] == pytest.approx(200.0)  # 4 GFLOP in 20 ms
+    assert row["floor_ms"] == pytest.approx(10.0) and row["x_floor"] == pytest.approx(2.0)  # 4 GFLOP at 400 GFLOP/s

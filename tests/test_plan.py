@@ -10,7 +10,7 @@ from jax._src.core import trace_state_clean
 from tiny_run import tiny_config, write_tiny_yaml
 
 from crl import cli, envs
-from crl.config import ConfigError
+from crl.config import ConfigError, TrainConfig
 from crl.networks import make_networks, param_count
 from crl.plan import advice, planner, preflight
 from crl.plan.devices import GIB, load_devices
@@ -138,3 +138,15 @@ def test_plan_json_and_devices_file(plan, monkeypatch, capsys, tmp_path):
     assert a100["fits"] and a100["bound_s"] == pytest.approx(plan.total_flops / 156e12)
     assert not tiny["fits"] and tiny["fixes"] and tiny["bound_s"] == pytest.approx(plan.total_flops / 2e12)
     assert cli.main(["plan", "--config", str(config), "--device", "no-such-gpu"]) == 2
+
+
+def test_block_costs_extrapolate_to_an_unrolled_compile():
+    """FLOPs are affine in the blocks of each network: the 1- and 2-block probes predict a 3-block compile."""
+    import dataclasses
+
+    from crl.plan.flops import _compiled_flops, block_costs
+
+    cfg = TrainConfig(env="point_u_maze", critic_width=32, actor_width=32, repr_dim=16, batch_size=32)
+    predicted = block_costs(cfg).at(12, 8)
+    compiled = _compiled_flops(dataclasses.replace(cfg, critic_depth=12, actor_depth=8, unroll_blocks=True))
+    assert predicted == pytest.approx(compiled, rel=1e-6)

@@ -44,13 +44,28 @@ def batch_template(agent, spec, batch_size: int) -> dict:
     return {name: jax.ShapeDtypeStruct((batch_size,) + x.shape[1:], x.dtype) for name, x in pool.items()}
 
 
-def sgd_update_flops(cfg: TrainConfig) -> float:
-    """FLOPs of one SGD update of one seed at the config's depths (see the module docstring)."""
+@dataclasses.dataclass(frozen=True)
+class BlockCosts:
+    """One SGD update's FLOPs as an affine function of the number of residual blocks of each network."""
+
+    base: float  # one block in the critic encoders and one in the actor
+    critic_block: float  # each further critic block (both encoders)
+    actor_block: float  # each further actor block
+
+    def at(self, critic_depth: int, actor_depth: int) -> float:
+        return (self.base + (num_blocks(critic_depth) - 1) * self.critic_block
+                + (num_blocks(actor_depth) - 1) * self.actor_block)
+
+
+def block_costs(cfg: TrainConfig) -> BlockCosts:
+    """The three probe compiles of the module docstring, for cfg's widths, batch, dtype and algorithm."""
     probe = dataclasses.replace(cfg, unroll_blocks=True, num_seeds=1, num_devices=1)
     at = lambda critic, actor: _compiled_flops(  # noqa: E731
         dataclasses.replace(probe, critic_depth=critic, actor_depth=actor))
     base = at(ONE_BLOCK, ONE_BLOCK)
-    critic_block = at(TWO_BLOCKS, ONE_BLOCK) - base
-    actor_block = at(ONE_BLOCK, TWO_BLOCKS) - base
-    return (base + (num_blocks(cfg.critic_depth) - 1) * critic_block
-            + (num_blocks(cfg.actor_depth) - 1) * actor_block)
+    return BlockCosts(base, at(TWO_BLOCKS, ONE_BLOCK) - base, at(ONE_BLOCK, TWO_BLOCKS) - base)
+
+
+def sgd_update_flops(cfg: TrainConfig) -> float:
+    """FLOPs of one SGD update of one seed at the config's depths (see the module docstring)."""
+    return block_costs(cfg).at(cfg.critic_depth, cfg.actor_depth)
