@@ -1,4 +1,5 @@
-"""Benchmarks: compile time and SGD-update time against depth; training throughput; env steps/s; vmapped seeds.
+"""Benchmarks: compile time and SGD-update time against depth (and its parts); training throughput; env steps/s;
+vmapped seeds.
 
 Each writes a Markdown report (median, ratio, device, versions, command) plus raw JSON beside it, by default to
 a fresh runs/bench/<bench>-<date-time>/ so no earlier result (e.g. the published docs/bench_*.md) is replaced;
@@ -284,11 +285,14 @@ def add_train_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`crl bench` and its four benchmarks' options."""
+    """`crl bench` and its five benchmarks' options."""
+    from crl import bench_parts  # it builds on this module's pieces
+
     parser = argparse.ArgumentParser(prog="crl bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="which", required=True, metavar="{networks,train,envs,seeds}")
+    sub = parser.add_subparsers(dest="which", required=True, metavar="{networks,parts,train,envs,seeds}")
     add_networks_parser(sub)
+    bench_parts.add_parts_parser(sub)
     add_train_parser(sub)
     bench_envs.add_parser(sub)
     bench_seeds.add_parser(sub)

@@ -153,7 +153,7 @@ def test_eval_options_each_say_what_and_their_default():
     assert "parallel evaluation episodes" in cli._eval_parser().format_help()
 
 
-@pytest.mark.parametrize("which", ["networks", "train", "envs", "seeds"])
+@pytest.mark.parametrize("which", ["networks", "parts", "train", "envs", "seeds"])
 def test_every_bench_option_has_help_and_default(which):
     parser = _bench_subparsers()[which]
     for action in _option_actions(parser):
@@ -208,3 +208,17 @@ def test_matmul_floor_and_flop_rates():
     row = bench.with_flop_rates({"step_ms_median": 20.0}, flops=4e9, floor_flops_per_s=4e11)
     assert row["gflops_per_s"] == pytest.approx(200.0)  # 4 GFLOP in 20 ms
     assert row["floor_ms"] == pytest.approx(10.0) and row["x_floor"] == pytest.approx(2.0)  # 4 GFLOP at 400 GFLOP/s
+
+
+@pytest.mark.slow
+def test_bench_parts_writes_every_part(tmp_path):
+    """`crl bench parts` at depth 4: one row per part, the whole update's share 100%, FLOPs of the update's size."""
+    import json
+
+    assert bench.main(["parts", "--depths", "4", "--max-unrolled-depth", "0", "--reps", "1",
+                       "--out", str(tmp_path / "parts.md")]) == 0
+    rows = json.loads((tmp_path / "parts.json").read_text())
+    assert [r["part"] for r in rows] == ["update", "critic", "actor", "head", "adam"]
+    flops = {r["part"]: r["flops"] for r in rows}
+    assert flops["update"] > flops["critic"] > flops["head"] > 0 and flops["update"] > flops["actor"]
+    assert "| 4 | scan | update |" in (tmp_path / "parts.md").read_text()

@@ -1,0 +1,125 @@
+"""`crl bench parts`: where one CRL SGD update's time goes, part by part, beside the matmul floor.
+
+Each part is compiled and timed alone at the update's shapes (ant, width 256): the critic's loss and gradient,
+the actor's, the contrastive head alone (B x B logits, logsumexp, their gradient w.r.t. phi and psi), and Adam over
+the actor's and the critic's params. FLOPs come from XLA's cost analysis of the unrolled program (a scan body is
+counted once), so each part also shows its time against the matmul floor measured in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from crl.agents import contrastive
+from crl.agents.base import apply_updates
+from crl.bench import (ANT_SHAPES, DEFAULT_BATCH, FLOOR_WIDTH, _random_batch, matmul_floor_flops_per_s, out_help,
+                       resolve_out, write_results)
+from crl.config import TrainConfig
+from crl.losses import critic_loss, make_losses, pairwise_energy
+from crl.plan.flops import FLOPS_KEY
+from crl.train import init_learner_state
+
+DEFAULT_DEPTHS = (4, 64)
+DEFAULT_REPS = 5
+PARTS = ("update", "critic", "actor", "head", "adam")
+PART_TEXT = {"update": "whole SGD update (actor, alpha, critic, Adam)", "critic": "critic loss + gradient",
+             "actor": "actor loss + gradient (through the critic)", "head": "contrastive head: B x B logits, "
+             "logsumexp, gradient w.r.t. phi and psi", "adam": "Adam on the actor's and the critic's params"}
+
+
+def part_programs(depth: int, batch_size: int, unrolled: bool) -> dict[str, tuple[Callable, tuple]]:
+    """{part: (function, arguments)} at `depth`, every argument built from fixed keys."""
+    cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled)
+    agent = contrastive.build(ANT_SHAPES, cfg)
+    losses = make_losses(agent.networks, cfg, ANT_SHAPES.action_size)
+    init_key, batch_key, key, head_key = jax.random.split(jax.random.PRNGKey(0), 4)
+    state = init_learner_state(agent, init_key)
+    batch = _random_batch(ANT_SHAPES, batch_size, batch_key)
+    phi, psi = jax.random.normal(head_key, (2, batch_size, cfg.repr_dim))
+
+    def head(phi, psi):
+        return critic_loss(pairwise_energy(phi, psi, cfg.energy), cfg.contrastive_loss, cfg.logsumexp_penalty)
+
+    def adam(state):
+        actor = apply_updates(agent.optimizers.actor, state.actor_params, state.actor_opt_state, state.actor_params)
+        critic = apply_updates(agent.optimizers.critic, state.critic_params, state.critic_opt_state,
+                               state.critic_params)
+        return actor, critic
+
+    return {
+        "update": (agent.sgd_step, (state, (batch, key))),
+        "critic": (jax.value_and_grad(losses.critic_loss_fn, has_aux=True), (state.critic_params, batch)),
+        "actor": (jax.value_and_grad(losses.actor_loss_fn, has_aux=True),
+                  (state.actor_params, state.critic_params, state.log_alpha, batch, key)),
+        "head": (jax.value_and_grad(head, argnums=(0, 1), has_aux=True), (phi, psi)),
+        "adam": (adam, (state,)),
+    }
+
+
+def time_compiled(fn: Callable, args: tuple, reps: int) -> tuple[float, Any]:
+    """(median seconds of `reps` calls after a warm-up, the compiled program); arguments are not donated."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    jax.block_until_ready(compiled(*args))
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), compiled
+
+
+def unrolled_flops(fn: Callable, args: tuple) -> float:
+    return float(jax.jit(fn).lower(*args).compile().cost_analysis()[FLOPS_KEY])
+
+
+def bench_parts(args: argparse.Namespace) -> int:
+    floor = matmul_floor_flops_per_s(args.batch, FLOOR_WIDTH, "float32", args.reps)
+    print(f"matmul floor: {floor / 1e9:.1f} GFLOP/s", flush=True)
+    rows = []
+    for depth in args.depths:
+        flops = {part: unrolled_flops(fn, fargs) for part, (fn, fargs) in part_programs(depth, args.batch, True).items()}
+        for unrolled in (False, True):
+            if unrolled and depth > args.max_unrolled_depth:
+                continue
+            for part, (fn, fargs) in part_programs(depth, args.batch, unrolled).items():
+                seconds, _ = time_compiled(fn, fargs, args.reps)
+                row = {"depth": depth, "mode": "unrolled" if unrolled else "scan", "part": part, "batch": args.batch,
+                       "ms": 1e3 * seconds, "flops": flops[part], "floor_ms": 1e3 * flops[part] / floor}
+                rows.append(row)
+                print(f"depth {depth:>4} {row['mode']:>8} {part:>7}: {row['ms']:9.2f} ms, "
+                      f"{row['flops'] / 1e9:7.3f} GFLOP, {row['ms'] / row['floor_ms']:5.2f}x floor", flush=True)
+    table = ["| depth | mode | part | ms (median) | share of the update | GFLOP | floor ms | x floor |",
+             "|---|---|---|---|---|---|---|---|"]
+    whole = {(r["depth"], r["mode"]): r["ms"] for r in rows if r["part"] == "update"}
+    for r in rows:
+        table.append(f"| {r['depth']} | {r['mode']} | {r['part']} | {r['ms']:.2f} | "
+                     f"{r['ms'] / whole[(r['depth'], r['mode'])]:.0%} | {r['flops'] / 1e9:.3f} | {r['floor_ms']:.2f} | "
+                     f"{r['ms'] / r['floor_ms']:.2f}x |")
+    notes = [f"Parts, each compiled and timed alone (median of {args.reps} after a warm-up), batch {args.batch}, "
+             f"width 256, float32, ant shapes: " + "; ".join(f"{p}: {PART_TEXT[p]}" for p in PARTS) + ".",
+             "The parts overlap (the actor's gradient runs the critic encoders too) and the whole update fuses across "
+             "them, so they need not sum to the update.",
+             f"Matmul floor, measured in this run: {floor / 1e9:.1f} GFLOP/s ({args.batch}, {FLOOR_WIDTH}) @ "
+             f"({FLOOR_WIDTH}, {FLOOR_WIDTH}); floor ms = a part's FLOPs (XLA's cost analysis of its unrolled "
+             "program) at that rate."]
+    write_results(args.out, "Where an SGD update's time goes", "crl " + " ".join(sys.argv[1:]), table, notes, rows)
+    return 0
+
+
+def add_parts_parser(sub) -> None:
+    parts = sub.add_parser("parts", help="an SGD update's parts (critic, actor, head, Adam) against the matmul floor")
+    parts.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
+                       help="critic and actor depths (default: %(default)s)")
+    parts.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size (default: %(default)s)")
+    parts.add_argument("--max-unrolled-depth", type=int, default=64,
+                       help="also time straight-line blocks up to this depth (default: %(default)s)")
+    parts.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                       help="timed calls per part after a warm-up; the median is reported (default: %(default)s)")
+    parts.add_argument("--out", default=None, metavar="PATH.md", help=out_help("parts"))
+    parts.set_defaults(run=bench_parts)
