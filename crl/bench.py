@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import jax
 
@@ -80,15 +81,20 @@ def _random_batch(spec: EnvSpec, batch_size: int, key: jax.Array) -> Batch:
                  goal=jax.random.normal(k3, (batch_size, spec.goal_dim)))
 
 
+def update_inputs(cfg: TrainConfig) -> tuple[Any, Any, Batch, jax.Array]:
+    """(CRL agent, fresh learner state, random batch, SGD key) at cfg's shapes on ant, from fixed keys."""
+    agent = contrastive.build(ANT_SHAPES, cfg)
+    init_key, batch_key, key = jax.random.split(jax.random.PRNGKey(0), 3)
+    state = init_learner_state(agent, init_key)  # donated by callers that time donated updates: keep `key` apart
+    return agent, state, _random_batch(ANT_SHAPES, cfg.batch_size, batch_key), key
+
+
 def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int) -> dict:
     """Compile one full SGD update (actor, alpha, critic + Adam) at `depth`; time compile and median step."""
     cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
                       remat=remat, compute_dtype=dtype)
-    agent = contrastive.build(ANT_SHAPES, cfg)
+    agent, state, batch, key = update_inputs(cfg)
     step = agent.sgd_step
-    init_key, batch_key, key = jax.random.split(jax.random.PRNGKey(0), 3)
-    state = init_learner_state(agent, init_key)  # donated each call: keep `key` separate
-    batch = _random_batch(ANT_SHAPES, batch_size, batch_key)
     t0 = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=0).lower(state, (batch, key)).compile()
     compile_s = time.perf_counter() - t0
@@ -120,14 +126,19 @@ def matmul_floor_flops_per_s(batch: int, width: int, dtype: str, reps: int, chai
             x = x @ w
         return x
 
-    compiled = jax.jit(products).lower(x, w).compile()
-    jax.block_until_ready(compiled(x, w))
+    seconds = median_call_seconds(jax.jit(products).lower(x, w).compile(), (x, w), reps)
+    return FLOPS_PER_MAC * batch * width * width * chain / seconds
+
+
+def median_call_seconds(compiled: Callable, args: tuple, reps: int) -> float:
+    """Median wall time of `reps` calls of a compiled program after one warm-up call (arguments not donated)."""
+    jax.block_until_ready(compiled(*args))
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        jax.block_until_ready(compiled(x, w))
+        jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t)
-    return FLOPS_PER_MAC * batch * width * width * chain / statistics.median(times)
+    return statistics.median(times)
 
 
 def with_flop_rates(row: dict, flops: float, floor_flops_per_s: float) -> dict:
@@ -246,20 +257,26 @@ def bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_update_options(parser: argparse.ArgumentParser, depths: tuple[int, ...]) -> None:
+    """The options of the benchmarks that time SGD updates at several depths (`networks`, `parts`)."""
+    parser.add_argument("--depths", type=int, nargs="+", default=list(depths),
+                        help="critic and actor depths to time (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+                        help="batch size of the update (default: %(default)s)")
+    parser.add_argument("--max-unrolled-depth", type=int, default=DEFAULT_MAX_UNROLLED_DEPTH,
+                        help="also time straight-line (unrolled) blocks up to this depth; their compile grows with "
+                             "depth (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                        help="timed calls per row after a warm-up; the median is reported (default: %(default)s)")
+
+
 def add_networks_parser(sub) -> None:
     net = sub.add_parser("networks", help="compile time and SGD update time against depth")
-    net.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
-                     help="critic and actor depths to time (default: %(default)s)")
-    net.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size of the update (default: %(default)s)")
-    net.add_argument("--max-unrolled-depth", type=int, default=DEFAULT_MAX_UNROLLED_DEPTH,
-                     help="also time straight-line (unrolled) blocks up to this depth; their compile grows with "
-                          "depth (default: %(default)s)")
+    add_update_options(net, DEFAULT_DEPTHS)
     net.add_argument("--remat", action="store_true",
                      help="recompute block activations in the backward pass (default: %(default)s)")
     net.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="compute dtype of the networks (default: %(default)s)")
-    net.add_argument("--reps", type=int, default=DEFAULT_REPS,
-                     help="timed updates per row after a warm-up; the median is reported (default: %(default)s)")
     net.add_argument("--out", default=None, metavar="PATH.md", help=out_help("networks"))
     net.set_defaults(run=bench_networks)
 

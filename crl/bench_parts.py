@@ -8,25 +8,20 @@ counted once), so each part also shows its time against the matmul floor measure
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
-import jax.numpy as jnp
 
-from crl.agents import contrastive
 from crl.agents.base import apply_updates
-from crl.bench import (ANT_SHAPES, DEFAULT_BATCH, FLOOR_WIDTH, _random_batch, matmul_floor_flops_per_s, out_help,
-                       resolve_out, write_results)
+from crl.bench import (ANT_SHAPES, FLOOR_WIDTH, add_update_options, matmul_floor_flops_per_s, median_call_seconds,
+                       out_help, update_inputs, write_results)
 from crl.config import TrainConfig
 from crl.losses import critic_loss, make_losses, pairwise_energy
 from crl.plan.flops import FLOPS_KEY
-from crl.train import init_learner_state
 
 DEFAULT_DEPTHS = (4, 64)
-DEFAULT_REPS = 5
+HEAD_SEED = 1  # the head's random phi and psi
 PARTS = ("update", "critic", "actor", "head", "adam")
 PART_TEXT = {"update": "whole SGD update (actor, alpha, critic, Adam)", "critic": "critic loss + gradient",
              "actor": "actor loss + gradient (through the critic)", "head": "contrastive head: B x B logits, "
@@ -36,12 +31,9 @@ PART_TEXT = {"update": "whole SGD update (actor, alpha, critic, Adam)", "critic"
 def part_programs(depth: int, batch_size: int, unrolled: bool) -> dict[str, tuple[Callable, tuple]]:
     """{part: (function, arguments)} at `depth`, every argument built from fixed keys."""
     cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled)
-    agent = contrastive.build(ANT_SHAPES, cfg)
+    agent, state, batch, key = update_inputs(cfg)
     losses = make_losses(agent.networks, cfg, ANT_SHAPES.action_size)
-    init_key, batch_key, key, head_key = jax.random.split(jax.random.PRNGKey(0), 4)
-    state = init_learner_state(agent, init_key)
-    batch = _random_batch(ANT_SHAPES, batch_size, batch_key)
-    phi, psi = jax.random.normal(head_key, (2, batch_size, cfg.repr_dim))
+    phi, psi = jax.random.normal(jax.random.PRNGKey(HEAD_SEED), (2, batch_size, cfg.repr_dim))
 
     def head(phi, psi):
         return critic_loss(pairwise_energy(phi, psi, cfg.energy), cfg.contrastive_loss, cfg.logsumexp_penalty)
@@ -62,18 +54,6 @@ def part_programs(depth: int, batch_size: int, unrolled: bool) -> dict[str, tupl
     }
 
 
-def time_compiled(fn: Callable, args: tuple, reps: int) -> tuple[float, Any]:
-    """(median seconds of `reps` calls after a warm-up, the compiled program); arguments are not donated."""
-    compiled = jax.jit(fn).lower(*args).compile()
-    jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), compiled
-
-
 def unrolled_flops(fn: Callable, args: tuple) -> float:
     return float(jax.jit(fn).lower(*args).compile().cost_analysis()[FLOPS_KEY])
 
@@ -88,7 +68,7 @@ def bench_parts(args: argparse.Namespace) -> int:
             if unrolled and depth > args.max_unrolled_depth:
                 continue
             for part, (fn, fargs) in part_programs(depth, args.batch, unrolled).items():
-                seconds, _ = time_compiled(fn, fargs, args.reps)
+                seconds = median_call_seconds(jax.jit(fn).lower(*fargs).compile(), fargs, args.reps)
                 row = {"depth": depth, "mode": "unrolled" if unrolled else "scan", "part": part, "batch": args.batch,
                        "ms": 1e3 * seconds, "flops": flops[part], "floor_ms": 1e3 * flops[part] / floor}
                 rows.append(row)
@@ -114,12 +94,6 @@ def bench_parts(args: argparse.Namespace) -> int:
 
 def add_parts_parser(sub) -> None:
     parts = sub.add_parser("parts", help="an SGD update's parts (critic, actor, head, Adam) against the matmul floor")
-    parts.add_argument("--depths", type=int, nargs="+", default=list(DEFAULT_DEPTHS),
-                       help="critic and actor depths (default: %(default)s)")
-    parts.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size (default: %(default)s)")
-    parts.add_argument("--max-unrolled-depth", type=int, default=64,
-                       help="also time straight-line blocks up to this depth (default: %(default)s)")
-    parts.add_argument("--reps", type=int, default=DEFAULT_REPS,
-                       help="timed calls per part after a warm-up; the median is reported (default: %(default)s)")
+    add_update_options(parts, DEFAULT_DEPTHS)
     parts.add_argument("--out", default=None, metavar="PATH.md", help=out_help("parts"))
     parts.set_defaults(run=bench_parts)

@@ -75,8 +75,3 @@ def parse_learners(entries: tuple[str, ...] | list[str]) -> list[LearnerSpec]:
 def learner_config(cfg: TrainConfig, spec: LearnerSpec) -> TrainConfig:
     """The collector's config with the learner's overrides (and no learners of its own)."""
     return dataclasses.replace(cfg, **spec.overrides, learners=())
-
-
-def learner_config_dict(config: dict[str, Any], spec: LearnerSpec) -> dict[str, Any]:
-    """The same for a config as stored in config.yaml (a dict): what `crl report` groups a learner's rows by."""
-    return {**config, **spec.overrides, "learners": []}

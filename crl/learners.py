@@ -12,13 +12,11 @@ from typing import Any, Callable
 
 import jax
 
-from crl import buffer as rb
 from crl.agents import Agent, build_agent
 from crl.config import ConfigError, TrainConfig, validate
 from crl.envs.spec import EnvSpec
 from crl.learner_spec import METRIC_PREFIX, learner_config, parse_learners
-
-WINDOWS_FOR_CHECK = 2  # windows in the abstract pool used to compare a learner's pool with the collector's
+from crl.plan.flops import batch_template
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,14 +26,9 @@ class Learner:
     agent: Agent
 
 
-def _pool_shapes(agent: Agent, spec: EnvSpec) -> Any:
-    """The structure and shapes of the agent's pool for a tiny abstract window batch (nothing is computed)."""
-    length = spec.episode_length
-    windows = {rb.OBS_KEY: jax.ShapeDtypeStruct((WINDOWS_FOR_CHECK, length, spec.obs_dim), "float32"),
-               rb.ACTION_KEY: jax.ShapeDtypeStruct((WINDOWS_FOR_CHECK, length, spec.action_size), "float32"),
-               rb.TRAJ_ID_KEY: jax.ShapeDtypeStruct((WINDOWS_FOR_CHECK, length), "int32")}
-    pool = jax.eval_shape(agent.make_pool, windows, jax.ShapeDtypeStruct((2,), "uint32"))
-    return {key: (value.shape, str(value.dtype)) for key, value in pool.items()}
+def _pool_shapes(agent: Agent, spec: EnvSpec) -> dict[str, tuple]:
+    """{key: (shape, dtype)} of one batch of the agent's pool, from abstract shapes (nothing is computed)."""
+    return {key: (value.shape, str(value.dtype)) for key, value in batch_template(agent, spec, batch_size=1).items()}
 
 
 def build_learners(cfg: TrainConfig, spec: EnvSpec, collector: Agent) -> tuple[Learner, ...]:

@@ -221,13 +221,21 @@ def with_learners(run: Run) -> list[Run]:
     except ValueError as err:
         run.problems.append(f"its learners cannot be read ({err}); reported as one run")
         return [run]
-    parts = [_learner_run(run, COLLECTOR, {}, lambda key: None if key.startswith(LEARNER_PREFIX) else key)]
-    for spec in specs:
-        prefix = f"{LEARNER_PREFIX}{spec.name}/"
-        shared = lambda key: key if key in RECORD_KEYS or key.startswith(RANDOM_BASELINE[1]) else None  # noqa: E731
-        parts.append(_learner_run(run, spec.name, spec.overrides,
-                                  lambda key, p=prefix, s=shared: key.removeprefix(p) if key.startswith(p) else s(key)))
-    return parts
+    collector = _learner_run(run, COLLECTOR, {}, lambda key: None if key.startswith(LEARNER_PREFIX) else key)
+    return [collector, *(_learner_run(run, spec.name, spec.overrides, _learner_keys(spec.name)) for spec in specs)]
+
+
+def _learner_keys(name: str):
+    """key -> the learner's own name for it: its learner/<name>/ metrics unprefixed, the bookkeeping keys and the
+    random baseline (the same env) kept, everything else (the collector's and other learners' metrics) dropped."""
+    prefix = f"{LEARNER_PREFIX}{name}/"
+
+    def rename(key: str) -> str | None:
+        if key.startswith(prefix):
+            return key.removeprefix(prefix)
+        return key if key in RECORD_KEYS or key.startswith(RANDOM_BASELINE[1]) else None
+
+    return rename
 
 
 def _learner_run(run: Run, name: str, overrides: dict, rename) -> Run:

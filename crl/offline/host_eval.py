@@ -43,7 +43,7 @@ def seed_slice(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def over_seeds(evaluators: list[Callable[[Any], dict[str, float]]]) -> Callable[[Any, int], dict[str, Any]]:
+def seeds_on_host(evaluators: list[Callable[[Any], dict[str, float]]]) -> Callable[[Any, int], dict[str, Any]]:
     """evaluate(actor, epoch) for one seed's actor, or for K seeds' stacked actors (metrics then get a seed axis).
 
     The same seeded episodes are replayed every epoch (OGBench's rule draws starts from a seeded generator)."""
@@ -63,8 +63,8 @@ def ogbench_programs(name: str, agent: Agent, learners: tuple, seeds: list[int],
         return [make_ogbench_evaluator(name, of.networks.deterministic_action, episodes_per_task, seed=seed)
                 for seed in seeds]
 
-    evaluate = HostProgram(over_seeds(evaluators(agent)))
-    by_learner = {learner.name: over_seeds(evaluators(learner.agent)) for learner in learners}
+    evaluate = HostProgram(seeds_on_host(evaluators(agent)))
+    by_learner = {learner.name: seeds_on_host(evaluators(learner.agent)) for learner in learners}
     evaluate_learners = HostProgram(lambda actors, epoch: {name: fn(actors[name], epoch)
                                                            for name, fn in by_learner.items()}) if learners else None
     no_baseline = HostProgram(dict)  # OGBench reports success rates as they are; no random policy is run
