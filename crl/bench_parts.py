@@ -36,7 +36,8 @@ def part_programs(depth: int, batch_size: int, unrolled: bool) -> dict[str, tupl
     phi, psi = jax.random.normal(jax.random.PRNGKey(HEAD_SEED), (2, batch_size, cfg.repr_dim))
 
     def head(phi, psi):
-        return critic_loss(pairwise_energy(phi, psi, cfg.energy), cfg.contrastive_loss, cfg.logsumexp_penalty)
+        return critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form), cfg.contrastive_loss,
+                           cfg.logsumexp_penalty)
 
     def adam(state):
         actor = apply_updates(agent.optimizers.actor, state.actor_params, state.actor_opt_state, state.actor_params)

@@ -20,6 +20,8 @@ ContrastiveLoss = Literal["fwd_infonce", "bwd_infonce", "sym_infonce", "binary_n
 Activation = Literal["swish", "relu"]
 DType = Literal["float32", "bfloat16"]
 Precision = Literal["default", "high", "highest"]
+LogitsForm = Literal["matmul", "broadcast"]
+BlockResiduals = Literal["dense", "all"]
 ResetMode = Literal["fresh", "cached"]
 BLOCK_LAYERS = 4  # Dense layers per residual block (reference section 3)
 # The algorithms crl.agents registers itself, in its order (jax-free, for pre-launch checks of sweeps)
@@ -51,6 +53,7 @@ class TrainConfig:
     logsumexp_penalty: float = 0.1  # c in c * mean(logsumexp_j L_ij)^2
     energy: Energy = "norm"  # critic energy f(s,a,g); 'norm' = -||phi - psi||_2 (paper)
     contrastive_loss: ContrastiveLoss = "fwd_infonce"  # critic loss over the B x B logits
+    logits_form: LogitsForm = "matmul"  # B x B logits as norms + one matmul ('broadcast': the reference's B x B x repr_dim form; docs/performance.md)
     target_entropy_scale: float = 0.5  # target entropy = -scale * action_size
 
     # 'crl' (the paper) or a baseline: 'sac', 'sac_her', 'td3', 'td3_her', 'gcbc', 'gcsl'; or one registered
@@ -76,6 +79,7 @@ class TrainConfig:
     repr_dim: int = 64  # dimension of phi(s,a) and psi(g)
     activation: Activation = "swish"  # hidden activation ('relu' is the paper's ablation)
     remat: bool = False  # rematerialise each residual block in the backward pass (memory)
+    block_residuals: BlockResiduals = "dense"  # without remat, what the backward keeps per block layer: 'dense' (Dense outputs; LayerNorm and activation recomputed) or 'all' (docs/performance.md)
     compute_dtype: DType = "float32"  # matmul dtype of the residual blocks; input layer, heads, params, LayerNorm and losses stay float32
     matmul_precision: Precision = "default"  # precision of Dense matmuls (jax.lax.Precision)
     unroll_blocks: bool = False  # straight-line blocks instead of a scan (same function; compile grows with depth)

@@ -13,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from crl.config import BLOCK_LAYERS, TrainConfig
 from crl.envs.spec import EnvSpec
@@ -31,6 +32,12 @@ IO_DTYPE = jnp.float32  # input layer and output heads: float32 whatever the com
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"swish": nn.swish, "relu": nn.relu}
 DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+DENSE_OUTPUT = "dense_output"  # checkpoint name of each Dense layer's output inside a residual block
+# what a residual block's backward pass keeps from its forward (TrainConfig.block_residuals); None: every intermediate
+BLOCK_RESIDUAL_POLICIES: dict[str, Callable | None] = {
+    "all": None,
+    "dense": jax.checkpoint_policies.save_only_these_names(DENSE_OUTPUT),
+}
 PRECISIONS: dict[str, jax.lax.Precision] = {
     "default": jax.lax.Precision.DEFAULT,
     "high": jax.lax.Precision.HIGH,
@@ -65,6 +72,7 @@ class DenseNormAct(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         x = nn.Dense(self.width, dtype=self.compute_dtype, param_dtype=jnp.float32, precision=self.precision,
                      kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name="dense")(x)
+        x = checkpoint_name(x, DENSE_OUTPUT)
         x = nn.LayerNorm(epsilon=LAYER_NORM_EPS, dtype=jnp.float32, param_dtype=jnp.float32,
                          use_fast_variance=False, name="norm")(x.astype(jnp.float32))
         return ACTIVATIONS[self.activation](x)
@@ -102,13 +110,14 @@ class ResidualMLP(nn.Module):
     compute_dtype: Any = jnp.float32
     precision: jax.lax.Precision | None = None
     unroll: bool = False
+    residuals: str = "all"  # BLOCK_RESIDUAL_POLICIES key, when remat is off
 
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
         n_blocks = num_blocks(self.depth)
         layer = (self.width, self.activation, self.compute_dtype, self.precision)
         h = DenseNormAct(self.width, self.activation, IO_DTYPE, self.precision, name="input")(x)
-        block = nn.remat(ResidualBlock, prevent_cse=False) if self.remat else ResidualBlock
+        block = _block_module(self.remat, self.residuals)
         blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_blocks,
                          unroll=n_blocks if self.unroll else 1)
         h, _ = blocks(*layer, name="blocks")(h, None)
@@ -118,12 +127,22 @@ class ResidualMLP(nn.Module):
             for i, dim in enumerate(self.out_dims))
 
 
+def _block_module(remat: bool, residuals: str) -> type[nn.Module]:
+    """The residual block as the scan body: rematerialised whole (remat), keeping only the Dense outputs for the
+    backward pass ('dense': LayerNorm and activation recomputed, a fraction of the stacked residuals a scan
+    writes and reads), or plain ('all')."""
+    if remat:
+        return nn.remat(ResidualBlock, prevent_cse=False)
+    policy = BLOCK_RESIDUAL_POLICIES[residuals]
+    return ResidualBlock if policy is None else nn.remat(ResidualBlock, prevent_cse=False, policy=policy)
+
+
 def mlp_from_config(cfg: TrainConfig, width: int, depth: int, out_dims: tuple[int, ...]) -> ResidualMLP:
     """A ResidualMLP with the config's activation, remat, dtype, precision and unroll settings."""
     num_blocks(depth)  # reject bad depths eagerly, before anything is traced
     return ResidualMLP(width=width, depth=depth, out_dims=out_dims, activation=cfg.activation, remat=cfg.remat,
                        compute_dtype=DTYPES[cfg.compute_dtype], precision=PRECISIONS[cfg.matmul_precision],
-                       unroll=cfg.unroll_blocks)
+                       unroll=cfg.unroll_blocks, residuals=cfg.block_residuals)
 
 
 def squash_log_std(x: jax.Array) -> jax.Array:

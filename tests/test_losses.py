@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from crl.config import TrainConfig
-from crl.losses import (CONTRASTIVE_LOSSES, ENERGIES, NORM_EPS, Batch, critic_loss, make_losses, paired_energy,
-                        pairwise_energy)
+from crl.config import LogitsForm
+from crl.losses import (CONTRASTIVE_LOSSES, ENERGIES, LOGITS_FORMS, MATMUL_ENERGIES, NORM_EPS, Batch, critic_loss,
+                        make_losses, paired_energy, pairwise_energy)
 from crl.networks import TANH_LOG_DET_EPS, make_networks, tanh_gaussian_log_prob
 from crl.envs.spec import EnvSpec
 
@@ -71,15 +72,52 @@ def test_registries_cover_config_choices():
     assert set(CONTRASTIVE_LOSSES) == {"fwd_infonce", "bwd_infonce", "sym_infonce", "binary_nce"}
 
 
+@pytest.mark.parametrize("form", LOGITS_FORMS)
 @pytest.mark.parametrize("energy", sorted(ENERGIES))
-def test_energies_match_numpy(energy):
+def test_energies_match_numpy(energy, form):
     phi, psi = random_reprs(0)
     phi = phi.at[0].multiply(30.0)  # cosine must normalise per sample, not over the whole tensor
     want = np_pairwise(phi, psi, energy)
-    logits = pairwise_energy(phi, psi, energy)
+    logits = pairwise_energy(phi, psi, energy, form)
     assert logits.shape == (B, B) and logits.dtype == jnp.float32
     np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(paired_energy(phi, psi, energy), np.diag(want), rtol=1e-5, atol=1e-5)
+
+
+def test_logits_forms_cover_config_choices():
+    assert set(LOGITS_FORMS) == set(LogitsForm.__args__)
+    assert set(MATMUL_ENERGIES) <= set(ENERGIES)
+
+
+MATMUL_B, MATMUL_D = 96, 64  # the representation width of the paper's critic
+
+
+@pytest.mark.parametrize("scale", [0.01, 1.0, 30.0])
+@pytest.mark.parametrize("energy", sorted(ENERGIES))
+def test_matmul_logits_match_broadcast(energy, scale):
+    """The matmul form against the reference's broadcast form: the diagonal (positives) bit for bit, the rest and
+    the critic loss's gradients within float32 rounding, also where psi_i is almost phi_i (where
+    ||phi||^2 + ||psi||^2 - 2 phi.psi cancels most)."""
+    k1, k2 = jax.random.split(jax.random.key(9))
+    phi = scale * jax.random.normal(k1, (MATMUL_B, MATMUL_D))
+    psi = jnp.concatenate([phi[:MATMUL_B // 2] + 1e-3 * scale * jax.random.normal(k2, (MATMUL_B // 2, MATMUL_D)),
+                           scale * jax.random.normal(k2, (MATMUL_B - MATMUL_B // 2, MATMUL_D))])
+    fast, exact = pairwise_energy(phi, psi, energy, "matmul"), pairwise_energy(phi, psi, energy, "broadcast")
+    np.testing.assert_array_equal(jnp.diagonal(fast), jnp.diagonal(exact))
+    if energy in MATMUL_ENERGIES:  # the positives are the actor's Q values exactly
+        np.testing.assert_array_equal(jnp.diagonal(fast), paired_energy(phi, psi, energy))
+    magnitude = float(jnp.max(jnp.abs(exact)))
+    np.testing.assert_allclose(fast, exact, rtol=1e-5, atol=1e-6 * magnitude)
+    if energy not in MATMUL_ENERGIES:  # falls back to the broadcast form: the same program
+        np.testing.assert_array_equal(fast, exact)
+
+    def loss(p, q, form):
+        return critic_loss(pairwise_energy(p, q, energy, form) / magnitude, "fwd_infonce", PENALTY)[0]
+
+    g_fast = jax.grad(loss, argnums=(0, 1))(phi, psi, "matmul")
+    g_exact = jax.grad(loss, argnums=(0, 1))(phi, psi, "broadcast")
+    for a, b in zip(g_fast, g_exact):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
 @pytest.mark.parametrize("energy", sorted(ENERGIES))

@@ -148,18 +148,34 @@ def test_unroll_same_tree_and_function(small_mlp):
     assert "stablehlo.while" in jax.jit(model.apply).lower({"params": params}, x).as_text()
 
 
-def test_remat_same_outputs_and_gradients(small_mlp):
+@pytest.mark.parametrize("variant", [{"remat": True}, {"residuals": "dense"}, {"residuals": "dense", "unroll": True}])
+def test_remat_same_outputs_and_gradients(small_mlp, variant):
+    """Full remat and the 'dense' residual policy (LayerNorm and activation recomputed in the backward pass)
+    compute the same function and gradients as keeping every intermediate."""
     model, params, x = small_mlp
-    remat = ResidualMLP(out_dims=(3, 2), remat=True, **SMALL)
+    other = ResidualMLP(out_dims=(3, 2), **{**SMALL, **variant})
 
     def loss(m, p):
         a, b = m.apply({"params": p}, x)
         return jnp.sum(jnp.sin(a)) + jnp.sum(b ** 2)
 
     v0, g0 = jax.jit(jax.value_and_grad(lambda p: loss(model, p)))(params)
-    v1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(remat, p)))(params)
+    v1, g1 = jax.jit(jax.value_and_grad(lambda p: loss(other, p)))(params)
     np.testing.assert_allclose(v0, v1, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g0, g1)
+
+
+def test_dense_residual_policy_keeps_less():
+    """The scanned backward keeps only the Dense outputs under 'dense': less temporary memory than 'all'."""
+    x = jnp.ones((64, 7))
+
+    def temp_bytes(residuals):
+        model = ResidualMLP(out_dims=(3,), width=32, depth=16, residuals=residuals)
+        params = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+        grad = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x)[0])))
+        return grad.lower(params).compile().memory_analysis().temp_size_in_bytes
+
+    assert temp_bytes("dense") < 0.7 * temp_bytes("all")
 
 
 def test_bf16_compute_close_to_fp32(small_mlp):

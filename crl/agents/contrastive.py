@@ -26,18 +26,20 @@ def as_batch(batch: Batch | Mapping[str, jax.Array]) -> Batch:
 def make_sgd_step(losses: Any, opt: Optimizers) -> Callable:
     """Build sgd_step(state, (batch, key)) -> (state, metrics) over any TrainingState-shaped pytree.
 
-    Actor and alpha are updated first against the pre-step critic, then the critic, all on one batch.
+    Actor and alpha are updated against the pre-step critic, as is the critic, all on one batch; the goal
+    encoder runs once, its psi(g) shared by both losses.
     """
 
     def sgd_step(state, batch_and_key) -> tuple[Any, Metrics]:
         batch, key = batch_and_key
         batch = as_batch(batch)
+        # the critic's gradient first only so its psi(g) (pre-step params, as the actor's) serves both losses
+        (_, (critic_metrics, psi)), critic_grads = jax.value_and_grad(losses.critic_terms_fn, has_aux=True)(
+            state.critic_params, batch)
         (_, actor_metrics), actor_grads = jax.value_and_grad(losses.actor_loss_fn, has_aux=True)(
-            state.actor_params, state.critic_params, state.log_alpha, batch, key)
+            state.actor_params, state.critic_params, state.log_alpha, batch, key, psi)
         (_, alpha_metrics), alpha_grad = jax.value_and_grad(losses.alpha_loss_fn, has_aux=True)(
             state.log_alpha, -actor_metrics["entropy"])
-        (_, critic_metrics), critic_grads = jax.value_and_grad(losses.critic_loss_fn, has_aux=True)(
-            state.critic_params, batch)
         actor_params, actor_opt_state = apply_updates(opt.actor, actor_grads, state.actor_opt_state,
                                                       state.actor_params)
         log_alpha, alpha_opt_state = apply_updates(opt.alpha, alpha_grad, state.alpha_opt_state, state.log_alpha)

@@ -1,0 +1,103 @@
+"""Issue 20's faster CRL update, each change against the implementation before it (docs/performance.md):
+psi(g) computed once and shared by both losses, the matmul-form logits and the 'dense' block residual policy."""
+import dataclasses
+
+import crl  # noqa: F401  (before jax)
+import jax
+import numpy as np
+import optax
+import pytest
+
+from crl.agents import contrastive
+from crl.agents.base import Optimizers, apply_updates
+from crl.config import TrainConfig
+from crl.envs.spec import EnvSpec
+from crl.losses import make_losses
+from crl.train import init_learner_state
+
+SPEC = EnvSpec(name="tiny", backend="none", state_dim=5, goal_indices=(0, 1), action_size=3, episode_length=20,
+               dt=0.1, success_radius=0.5)
+CFG = TrainConfig(critic_depth=8, critic_width=32, actor_depth=8, actor_width=32, repr_dim=16, batch_size=48,
+                  actor_lr=1e-2, critic_lr=1e-2, alpha_lr=1e-2)
+BEFORE = dict(logits_form="broadcast", block_residuals="all")  # the update's settings before issue 20
+STEPS = 3
+SGD_LR = 1e-2
+
+
+def step_before(losses, opt):
+    """The SGD step as it was before issue 20: actor and alpha first (the goal encoder run inside the actor's
+    loss), then the critic with its own goal-encoder pass."""
+
+    def sgd_step(state, batch_and_key):
+        batch, key = batch_and_key
+        (_, actor_metrics), actor_grads = jax.value_and_grad(losses.actor_loss_fn, has_aux=True)(
+            state.actor_params, state.critic_params, state.log_alpha, batch, key)
+        (_, alpha_metrics), alpha_grad = jax.value_and_grad(losses.alpha_loss_fn, has_aux=True)(
+            state.log_alpha, -actor_metrics["entropy"])
+        (_, critic_metrics), critic_grads = jax.value_and_grad(losses.critic_loss_fn, has_aux=True)(
+            state.critic_params, batch)
+        actor_params, actor_opt = apply_updates(opt.actor, actor_grads, state.actor_opt_state, state.actor_params)
+        log_alpha, alpha_opt = apply_updates(opt.alpha, alpha_grad, state.alpha_opt_state, state.log_alpha)
+        critic_params, critic_opt = apply_updates(opt.critic, critic_grads, state.critic_opt_state,
+                                                  state.critic_params)
+        state = state.replace(actor_params=actor_params, actor_opt_state=actor_opt, log_alpha=log_alpha,
+                              alpha_opt_state=alpha_opt, critic_params=critic_params, critic_opt_state=critic_opt,
+                              grad_steps=state.grad_steps + 1)
+        return state, {**actor_metrics, **alpha_metrics, **critic_metrics}
+
+    return sgd_step
+
+
+def batches_and_keys(cfg):
+    ks = jax.random.split(jax.random.key(3), 4)
+    state = jax.random.normal(ks[0], (STEPS, cfg.batch_size, SPEC.state_dim))
+    batch = contrastive.Batch(state=state,
+                              action=jax.numpy.tanh(jax.random.normal(ks[1], (STEPS, cfg.batch_size, SPEC.action_size))),
+                              goal=state[..., :2] + 0.1 * jax.random.normal(ks[2], (STEPS, cfg.batch_size, 2)))
+    return batch, jax.random.split(ks[3], STEPS)
+
+
+def run(cfg, make_step, optimizers=None, steps=STEPS):
+    """`steps` SGD steps of a fresh learner, as training runs them (a scan): (final state, per-step metrics)."""
+    agent = contrastive.build(SPEC, cfg)
+    step = make_step(make_losses(agent.networks, cfg, SPEC.action_size), optimizers or agent.optimizers)
+    state = init_learner_state(agent, jax.random.key(0))
+    xs = jax.tree.map(lambda x: x[:steps], batches_and_keys(cfg))
+    return jax.jit(lambda s, xs: jax.lax.scan(step, s, xs))(state, xs)
+
+
+def learned(state):
+    """What an SGD step changes: params, optimiser states and the entropy temperature."""
+    return (state.actor_params, state.critic_params, state.log_alpha, state.actor_opt_state,
+            state.critic_opt_state, state.alpha_opt_state)
+
+
+def test_shared_goal_representation_changes_nothing():
+    """Computing psi(g) once for both losses (and the critic's gradient first) gives the update before it, bit
+    for bit, Adam included."""
+    cfg = dataclasses.replace(CFG, **BEFORE)
+    new_state, new_metrics = run(cfg, contrastive.make_sgd_step)
+    old_state, old_metrics = run(cfg, step_before)
+    jax.tree.map(np.testing.assert_array_equal, new_metrics, old_metrics)
+    jax.tree.map(np.testing.assert_array_equal, learned(new_state), learned(old_state))
+
+
+@pytest.mark.parametrize("change", [{"logits_form": "matmul"}, {"block_residuals": "dense"}, {}])
+def test_faster_update_matches_the_one_before(change):
+    """Each change alone, and all of them together (the defaults), against the update before issue 20: one plain
+    SGD step (params - lr * gradient) and its metrics agree within float32 rounding.
+
+    One step, and SGD, because both alternatives amplify rounding by design rather than measure the losses: Adam's
+    first step moves each parameter by about lr * sign(gradient), and later actor steps go through tanh near
+    saturation, where log(1 - tanh(u)^2) turns a 1e-9 change in the critic into a 1e-4 one in the actor loss."""
+    cfg = dataclasses.replace(CFG, **{**BEFORE, **change}) if change else CFG
+    assert cfg != dataclasses.replace(CFG, **BEFORE)
+    sgd = Optimizers(*(optax.sgd(SGD_LR),) * 3)
+    new_state, new_metrics = run(cfg, contrastive.make_sgd_step, sgd, steps=1)
+    old_state, old_metrics = run(dataclasses.replace(CFG, **BEFORE), step_before, sgd, steps=1)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), new_metrics, old_metrics)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), learned(new_state),
+                 learned(old_state))
+    moved = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), learned(new_state)[1],
+                         init_learner_state(contrastive.build(SPEC, cfg), jax.random.key(0)).critic_params)
+    assert min(jax.tree.leaves(moved)) > 0  # the step did change every critic leaf: the comparison has content
