@@ -38,6 +38,7 @@ DEFAULT_MAX_UNROLLED_DEPTH = 64  # unrolled compile grows with depth; beyond thi
 DEFAULT_BATCH = 256
 DEFAULT_REPS = 5
 FLOOR_WIDTH = 256  # the networks' width: the matmul floor times (batch, 256) @ (256, 256) products
+DEFAULT_UPDATES_PER_CALL = 10  # `crl bench networks`: updates per timed program (an epoch scans many; see time_sgd_update)
 FLOOR_CHAIN = 64  # matmuls per timed floor program (one dispatch: launch overhead spread thin)
 FLOPS_PER_MAC = 2
 # The reference implementation's training env steps/s on a 2-core CPU (ant, depth 4, batch 256, unroll 62),
@@ -89,27 +90,34 @@ def update_inputs(cfg: TrainConfig) -> tuple[Any, Any, Batch, jax.Array]:
     return agent, state, _random_batch(ANT_SHAPES, cfg.batch_size, batch_key), key
 
 
-def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int) -> dict:
-    """Compile one full SGD update (actor, alpha, critic + Adam) at `depth`; time compile and median step."""
+def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int,
+                    updates_per_call: int = 1) -> dict:
+    """Compile `updates_per_call` full SGD updates (actor, alpha, critic + Adam) at `depth` as one scan, the way
+    a training epoch runs them (state donated once per call); time the compile and the median update."""
     cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
                       remat=remat, compute_dtype=dtype)
     agent, state, batch, key = update_inputs(cfg)
-    step = agent.sgd_step
+    batches = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (updates_per_call, *x.shape)), batch)
+    xs = (batches, jax.random.split(key, updates_per_call))
+
+    def updates(state, xs):
+        return jax.lax.scan(agent.sgd_step, state, xs)
+
     t0 = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, (batch, key)).compile()
+    compiled = jax.jit(updates, donate_argnums=0).lower(state, xs).compile()
     compile_s = time.perf_counter() - t0
     memory = compiled.memory_analysis()
-    state, _ = compiled(state, (batch, key))  # warm-up
+    state, _ = compiled(state, xs)  # warm-up
     jax.block_until_ready(state.grad_steps)
     times = []
     for _ in range(reps):
         t = time.perf_counter()
-        state, metrics = compiled(state, (batch, key))
+        state, metrics = compiled(state, xs)
         jax.block_until_ready(metrics)
-        times.append(time.perf_counter() - t)
+        times.append((time.perf_counter() - t) / updates_per_call)
     return {"depth": depth, "mode": "unrolled" if unrolled else "scan", "remat": remat, "dtype": dtype,
             "batch": batch_size, "compile_s": compile_s, "step_ms_median": 1e3 * statistics.median(times),
-            "step_ms_min": 1e3 * min(times), "reps": reps,
+            "step_ms_min": 1e3 * min(times), "reps": reps, "updates_per_call": updates_per_call,
             "temp_bytes": getattr(memory, "temp_size_in_bytes", None),
             "params": param_count(state.critic_params) + param_count(state.actor_params)}
 
@@ -174,8 +182,8 @@ def bench_networks(args: argparse.Namespace) -> int:
         for unrolled in (False, True):
             if unrolled and depth > args.max_unrolled_depth:
                 continue
-            row = with_flop_rates(time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps),
-                                  costs.at(depth, depth), floor)
+            row = with_flop_rates(time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps,
+                                                  args.updates_per_call), costs.at(depth, depth), floor)
             rows.append(row)
             print(f"depth {depth:>5} {row['mode']:>8}: compile {row['compile_s']:7.2f} s, "
                   f"update {row['step_ms_median']:9.2f} ms (median of {args.reps}), "
@@ -194,7 +202,9 @@ def bench_networks(args: argparse.Namespace) -> int:
     notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
              f"depth {base['depth']}.",
              f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
-             f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256.",
+             f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256. "
+             f"Each timed call runs {args.updates_per_call} updates as one scan with the state donated once, as a "
+             f"training epoch runs them; update ms = call time / {args.updates_per_call}.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
              "than straight-line code (compare the unrolled rows): scan is what keeps compile time flat in depth.",
              f"FLOPs: XLA's cost analysis of the unrolled update (crl.plan.flops: probes at 1 and 2 blocks, affine in "
@@ -277,6 +287,8 @@ def add_networks_parser(sub) -> None:
                      help="recompute block activations in the backward pass (default: %(default)s)")
     net.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                      help="compute dtype of the networks (default: %(default)s)")
+    net.add_argument("--updates-per-call", type=int, default=DEFAULT_UPDATES_PER_CALL,
+                     help="SGD updates per timed call, scanned as in a training epoch (default: %(default)s)")
     net.add_argument("--out", default=None, metavar="PATH.md", help=out_help("networks"))
     net.set_defaults(run=bench_networks)
 

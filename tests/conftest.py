@@ -9,7 +9,8 @@ _platform.enable_compilation_cache()
 # the long files first keeps one worker from finishing minutes before the other.
 LONGEST_FIRST = ("test_slurm.py", "test_scale.py", "test_envs.py", "test_arm.py", "test_checkpoint.py", "test_algorithms.py",
                  "test_train.py", "test_learners.py", "test_offline.py", "test_viz.py", "test_ant_objects.py",
-                 "test_plan.py", "test_sweep.py", "test_humanoid.py", "test_small_tasks.py", "test_ogbench.py")
+                 "test_plan.py", "test_sweep.py", "test_humanoid.py", "test_small_tasks.py", "test_ogbench.py",
+                 "test_update_speedups.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
