@@ -25,7 +25,7 @@ from crl._platform import enable_compilation_cache
 from crl.config import TrainConfig, plan_steps
 from crl.envs.spec import EnvSpec
 from crl.agents import contrastive
-from crl.losses import Batch
+from crl.losses import LOGITS_FORMS, Batch
 from crl.networks import param_count
 from crl.run import library_versions
 from crl.train import init_learner_state, train
@@ -91,11 +91,11 @@ def update_inputs(cfg: TrainConfig) -> tuple[Any, Any, Batch, jax.Array]:
 
 
 def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int,
-                    updates_per_call: int = 1) -> dict:
+                    updates_per_call: int = 1, logits_form: str = TrainConfig.logits_form) -> dict:
     """Compile `updates_per_call` full SGD updates (actor, alpha, critic + Adam) at `depth` as one scan, the way
     a training epoch runs them (state donated once per call); time the compile and the median update."""
     cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
-                      remat=remat, compute_dtype=dtype)
+                      remat=remat, compute_dtype=dtype, logits_form=logits_form)
     agent, state, batch, key = update_inputs(cfg)
     batches = jax.tree.map(lambda x: jax.numpy.broadcast_to(x, (updates_per_call, *x.shape)), batch)
     xs = (batches, jax.random.split(key, updates_per_call))
@@ -173,7 +173,8 @@ def bench_networks(args: argparse.Namespace) -> int:
     from crl.plan.flops import block_costs
 
     # FLOPs from the unrolled program (XLA counts a scan body once), the same for scan and unrolled rows
-    costs = block_costs(TrainConfig(batch_size=args.batch, remat=args.remat, compute_dtype=args.dtype))
+    costs = block_costs(TrainConfig(batch_size=args.batch, remat=args.remat, compute_dtype=args.dtype,
+                                    logits_form=args.logits_form))
     floor = matmul_floor_flops_per_s(args.batch, FLOOR_WIDTH, args.dtype, args.reps)
     print(f"matmul floor: {floor / 1e9:.1f} GFLOP/s ({args.batch}x{FLOOR_WIDTH} @ {FLOOR_WIDTH}x{FLOOR_WIDTH}, "
           f"{args.dtype})", flush=True)
@@ -183,7 +184,7 @@ def bench_networks(args: argparse.Namespace) -> int:
             if unrolled and depth > args.max_unrolled_depth:
                 continue
             row = with_flop_rates(time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps,
-                                                  args.updates_per_call), costs.at(depth, depth), floor)
+                                                  args.updates_per_call, args.logits_form), costs.at(depth, depth), floor)
             rows.append(row)
             print(f"depth {depth:>5} {row['mode']:>8}: compile {row['compile_s']:7.2f} s, "
                   f"update {row['step_ms_median']:9.2f} ms (median of {args.reps}), "
@@ -202,7 +203,7 @@ def bench_networks(args: argparse.Namespace) -> int:
     notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
              f"depth {base['depth']}.",
              f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
-             f"remat={args.remat}, compute dtype {args.dtype}; ant shapes (state 29, goal 2, action 8), width 256. "
+             f"remat={args.remat}, compute dtype {args.dtype}, logits_form {args.logits_form}; ant shapes (state 29, goal 2, action 8), width 256. "
              f"Each timed call runs {args.updates_per_call} updates as one scan with the state donated once, as a "
              f"training epoch runs them; update ms = call time / {args.updates_per_call}.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
@@ -222,7 +223,7 @@ def _bench_train_row(args: argparse.Namespace, algorithm: str, num_envs: int) ->
     base = TrainConfig(env=args.env, algorithm=algorithm, num_envs=num_envs, unroll_length=62, batch_size=256,
                        sgd_steps_per_train_step=sgd_steps, critic_depth=args.depth, actor_depth=args.depth,
                        num_eval_envs=args.eval_envs, reset_mode="cached", num_epochs=args.epochs,
-                       tensorboard=False, progress=False, total_env_steps=0)
+                       tensorboard=False, progress=False, total_env_steps=0, logits_form=args.logits_form)
     plan = plan_steps(base, 1000)
     base.total_env_steps = plan.prefill_env_steps + args.epochs * args.train_steps * plan.env_steps_per_train_step
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,7 +256,7 @@ def bench_train(args: argparse.Namespace) -> int:
                      f"{ref or 'n/a'} | {ratio} | {r['compile_s']:.1f} | {r['epoch_s_median']:.2f} | "
                      f"{r['eval_s_median']:.2f} |")
     notes = [f"Config as the reference's CPU measurement: width 256, batch 256, unroll 62, episode 1000, "
-             f"cached resets, {args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
+             f"cached resets, logits_form {args.logits_form}, {args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
              "env steps/s = env steps of the jitted training epoch / its wall time (evaluation excluded, "
              "the reference's training/sps); crl compiles ahead of time, so every epoch counts.",
              "The reference implementation's figures were measured on a 2-core CPU machine, the reference using "
@@ -278,6 +279,13 @@ def add_update_options(parser: argparse.ArgumentParser, depths: tuple[int, ...])
                              "depth (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
                         help="timed calls per row after a warm-up; the median is reported (default: %(default)s)")
+    add_logits_form_option(parser)
+
+
+def add_logits_form_option(parser: argparse.ArgumentParser) -> None:
+    """--logits-form: the B x B logits' form (TrainConfig.logits_form), so the opt-in matmul form can be timed."""
+    parser.add_argument("--logits-form", choices=LOGITS_FORMS, default=TrainConfig.logits_form,
+                        help="B x B logits as the reference's broadcast or as norms + one matmul (default: %(default)s)")
 
 
 def add_networks_parser(sub) -> None:
@@ -309,6 +317,7 @@ def add_train_parser(sub) -> None:
     tr.add_argument("--train-steps", type=int, default=6, help="training steps per epoch (default: %(default)s)")
     tr.add_argument("--eval-envs", type=int, default=128,
                     help="evaluation envs per epoch, timed apart from training (default: %(default)s)")
+    add_logits_form_option(tr)
     tr.add_argument("--out", default=None, metavar="PATH.md", help=out_help("train"))
     tr.set_defaults(run=bench_train)
 

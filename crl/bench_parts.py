@@ -28,9 +28,11 @@ PART_TEXT = {"update": "whole SGD update (actor, alpha, critic, Adam)", "critic"
              "logsumexp, gradient w.r.t. phi and psi", "adam": "Adam on the actor's and the critic's params"}
 
 
-def part_programs(depth: int, batch_size: int, unrolled: bool) -> dict[str, tuple[Callable, tuple]]:
+def part_programs(depth: int, batch_size: int, unrolled: bool,
+                  logits_form: str = TrainConfig.logits_form) -> dict[str, tuple[Callable, tuple]]:
     """{part: (function, arguments)} at `depth`, every argument built from fixed keys."""
-    cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled)
+    cfg = TrainConfig(critic_depth=depth, actor_depth=depth, batch_size=batch_size, unroll_blocks=unrolled,
+                      logits_form=logits_form)
     agent, state, batch, key = update_inputs(cfg)
     losses = make_losses(agent.networks, cfg, ANT_SHAPES.action_size)
     phi, psi = jax.random.normal(jax.random.PRNGKey(HEAD_SEED), (2, batch_size, cfg.repr_dim))
@@ -64,11 +66,12 @@ def bench_parts(args: argparse.Namespace) -> int:
     print(f"matmul floor: {floor / 1e9:.1f} GFLOP/s", flush=True)
     rows = []
     for depth in args.depths:
-        flops = {part: unrolled_flops(fn, fargs) for part, (fn, fargs) in part_programs(depth, args.batch, True).items()}
+        programs = part_programs(depth, args.batch, True, args.logits_form)
+        flops = {part: unrolled_flops(fn, fargs) for part, (fn, fargs) in programs.items()}
         for unrolled in (False, True):
             if unrolled and depth > args.max_unrolled_depth:
                 continue
-            for part, (fn, fargs) in part_programs(depth, args.batch, unrolled).items():
+            for part, (fn, fargs) in part_programs(depth, args.batch, unrolled, args.logits_form).items():
                 seconds = median_call_seconds(jax.jit(fn).lower(*fargs).compile(), fargs, args.reps)
                 row = {"depth": depth, "mode": "unrolled" if unrolled else "scan", "part": part, "batch": args.batch,
                        "ms": 1e3 * seconds, "flops": flops[part], "floor_ms": 1e3 * flops[part] / floor}
@@ -83,7 +86,8 @@ def bench_parts(args: argparse.Namespace) -> int:
                      f"{r['ms'] / whole[(r['depth'], r['mode'])]:.0%} | {r['flops'] / 1e9:.3f} | {r['floor_ms']:.2f} | "
                      f"{r['ms'] / r['floor_ms']:.2f}x |")
     notes = [f"Parts, each compiled and timed alone (median of {args.reps} after a warm-up), batch {args.batch}, "
-             f"width 256, float32, ant shapes: " + "; ".join(f"{p}: {PART_TEXT[p]}" for p in PARTS) + ".",
+             f"width 256, float32, logits_form {args.logits_form}, ant shapes: "
+             + "; ".join(f"{p}: {PART_TEXT[p]}" for p in PARTS) + ".",
              "The parts overlap (the actor's gradient runs the critic encoders too) and the whole update fuses across "
              "them, so they need not sum to the update.",
              f"Matmul floor, measured in this run: {floor / 1e9:.1f} GFLOP/s ({args.batch}, {FLOOR_WIDTH}) @ "

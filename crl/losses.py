@@ -2,9 +2,10 @@
 
 Energies are written for broadcastable inputs reduced over the last axis, so one definition gives both
 the paired (B,) energies and, broadcast (phi[:, None] vs psi[None]), the reference's B x B logits. The
-B x B logits are by default computed in matmul form instead (squared norms and one phi psi^T product at
-HIGHEST precision, so float32 on GPUs too), which never materialises B x B x repr_dim: at batch 512 it is
-~25x faster on CPU (docs/performance.md). Its diagonal, the positives, is the paired energy exactly.
+B x B logits can be computed in matmul form instead (logits_form='matmul': squared norms and one phi psi^T
+product at HIGHEST precision, so float32 on GPUs too), which never materialises B x B x repr_dim: at batch 512
+the head is ~25x faster on CPU (docs/performance.md). Its diagonal, the positives, is the paired energy exactly;
+its batched / sharded dots round differently from a single run's, so it is not the default.
 """
 from __future__ import annotations
 

@@ -222,3 +222,19 @@ def test_bench_parts_writes_every_part(tmp_path):
     flops = {r["part"]: r["flops"] for r in rows}
     assert flops["update"] > flops["critic"] > flops["head"] > 0 and flops["update"] > flops["actor"]
     assert "| 4 | scan | update |" in (tmp_path / "parts.md").read_text()
+
+
+@pytest.mark.parametrize("which", ["networks", "parts", "train"])
+def test_bench_logits_form_option_reaches_the_update(which):
+    """`--logits-form matmul` times the opt-in matmul logits: the option parses to the config's choice, and the
+    head's program it builds has a matmul's FLOPs, not the broadcast's (B x B x repr_dim elementwise)."""
+    from crl.bench_parts import part_programs, unrolled_flops
+    from crl.config import TrainConfig
+
+    parser = _bench_subparsers()[which]
+    assert parser.parse_args([]).logits_form == TrainConfig.logits_form
+    assert parser.parse_args(["--logits-form", "matmul"]).logits_form == "matmul"
+    if which == "parts":  # the programs are shared by all three; build them once
+        heads = {form: part_programs(4, 64, False, form)["head"] for form in ("broadcast", "matmul")}
+        flops = {form: unrolled_flops(*head) for form, head in heads.items()}
+        assert flops["matmul"] != flops["broadcast"]

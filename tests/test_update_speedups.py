@@ -20,6 +20,7 @@ SPEC = EnvSpec(name="tiny", backend="none", state_dim=5, goal_indices=(0, 1), ac
 CFG = TrainConfig(critic_depth=8, critic_width=32, actor_depth=8, actor_width=32, repr_dim=16, batch_size=48,
                   actor_lr=1e-2, critic_lr=1e-2, alpha_lr=1e-2)
 BEFORE = dict(logits_form="broadcast", block_residuals="all")  # the update's settings before issue 20
+MATMUL = dict(logits_form="matmul")
 STEPS = 3
 SGD_LR = 1e-2
 
@@ -60,7 +61,8 @@ def batches_and_keys(cfg):
 def run(cfg, make_step, optimizers=None, steps=STEPS):
     """`steps` SGD steps of a fresh learner, as training runs them (a scan): (final state, per-step metrics)."""
     agent = contrastive.build(SPEC, cfg)
-    step = make_step(make_losses(agent.networks, cfg, SPEC.action_size), optimizers or agent.optimizers)
+    agent = dataclasses.replace(agent, optimizers=optimizers or agent.optimizers)
+    step = make_step(make_losses(agent.networks, cfg, SPEC.action_size), agent.optimizers)
     state = init_learner_state(agent, jax.random.key(0))
     xs = jax.tree.map(lambda x: x[:steps], batches_and_keys(cfg))
     return jax.jit(lambda s, xs: jax.lax.scan(step, s, xs))(state, xs)
@@ -82,9 +84,9 @@ def test_shared_goal_representation_changes_nothing():
     jax.tree.map(np.testing.assert_array_equal, learned(new_state), learned(old_state))
 
 
-@pytest.mark.parametrize("change", [{"logits_form": "matmul"}, {"block_residuals": "dense"}, {}])
+@pytest.mark.parametrize("change", [MATMUL, {"block_residuals": "dense"}, {}, {"block_residuals": "dense", **MATMUL}])
 def test_faster_update_matches_the_one_before(change):
-    """Each change alone, and all of them together (the defaults), against the update before issue 20: one plain
+    """Each change alone, the defaults and all changes together, against the update before issue 20: one plain
     SGD step (params - lr * gradient) and its metrics agree within float32 rounding.
 
     One step, and SGD, because both alternatives amplify rounding by design rather than measure the losses: Adam's
@@ -101,3 +103,24 @@ def test_faster_update_matches_the_one_before(change):
     moved = jax.tree.map(lambda a, b: np.max(np.abs(a - b)), learned(new_state)[1],
                          init_learner_state(contrastive.build(SPEC, cfg), jax.random.key(0)).critic_params)
     assert min(jax.tree.leaves(moved)) > 0  # the step did change every critic leaf: the comparison has content
+
+
+def test_vmapped_seeds_agree_with_separate_updates_under_the_matmul_logits():
+    """Vmapped seeds with logits_form='matmul': one SGD step per seed, vmapped, equals each seed's own step within
+    float32 rounding. Not bit for bit (its batched dots round differently), and training amplifies that, which is
+    why 'broadcast' is the default: test_scale.py's epoch-long comparisons hold for it."""
+    cfg = dataclasses.replace(CFG, **MATMUL)
+    agent = contrastive.build(SPEC, cfg)
+    sgd = Optimizers(*(optax.sgd(SGD_LR),) * 3)  # plain SGD: see test_faster_update_matches_the_one_before
+    step = contrastive.make_sgd_step(make_losses(agent.networks, cfg, SPEC.action_size), sgd)
+    seeds = jax.random.split(jax.random.key(5), 2)
+    states = jax.vmap(lambda k: init_learner_state(dataclasses.replace(agent, optimizers=sgd), k))(seeds)
+    batch, keys = batches_and_keys(cfg)  # one batch and key per seed: the first two of STEPS
+    xs = jax.tree.map(lambda x: x[:2], (batch, keys))
+    vmapped_state, vmapped_metrics = jax.jit(jax.vmap(step))(states, xs)
+    for i in range(2):
+        state_i, metrics_i = jax.jit(step)(jax.tree.map(lambda x: x[i], states), jax.tree.map(lambda x: x[i], xs))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6), vmapped_metrics,
+                     metrics_i)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), learned(vmapped_state),
+                     learned(state_i))
