@@ -183,8 +183,9 @@ def bench_networks(args: argparse.Namespace) -> int:
         for unrolled in (False, True):
             if unrolled and depth > args.max_unrolled_depth:
                 continue
-            row = with_flop_rates(time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps,
-                                                  args.updates_per_call, args.logits_form), costs.at(depth, depth), floor)
+            timed = time_sgd_update(depth, args.batch, unrolled, args.remat, args.dtype, args.reps,
+                                    args.updates_per_call, args.logits_form)
+            row = with_flop_rates(timed, costs.at(depth, depth), floor)
             rows.append(row)
             print(f"depth {depth:>5} {row['mode']:>8}: compile {row['compile_s']:7.2f} s, "
                   f"update {row['step_ms_median']:9.2f} ms (median of {args.reps}), "
@@ -203,7 +204,8 @@ def bench_networks(args: argparse.Namespace) -> int:
     notes = [f"Compile at depth {deepest['depth']} (scan) = {deepest['compile_s'] / base['compile_s']:.2f}x "
              f"depth {base['depth']}.",
              f"One SGD update = actor + alpha + critic losses, gradients and Adam at batch {args.batch}, "
-             f"remat={args.remat}, compute dtype {args.dtype}, logits_form {args.logits_form}; ant shapes (state 29, goal 2, action 8), width 256. "
+             f"remat={args.remat}, compute dtype {args.dtype}, logits_form {args.logits_form}; ant shapes (state 29, "
+             "goal 2, action 8), width 256. "
              f"Each timed call runs {args.updates_per_call} updates as one scan with the state donated once, as a "
              f"training epoch runs them; update ms = call time / {args.updates_per_call}.",
              "Compile is measured without the persistent cache. On CPU the scanned blocks run slower per update "
@@ -256,7 +258,8 @@ def bench_train(args: argparse.Namespace) -> int:
                      f"{ref or 'n/a'} | {ratio} | {r['compile_s']:.1f} | {r['epoch_s_median']:.2f} | "
                      f"{r['eval_s_median']:.2f} |")
     notes = [f"Config as the reference's CPU measurement: width 256, batch 256, unroll 62, episode 1000, "
-             f"cached resets, logits_form {args.logits_form}, {args.train_steps} training steps per epoch, {args.epochs} epochs, {args.eval_envs} eval envs. "
+             f"cached resets, logits_form {args.logits_form}, {args.train_steps} training steps per epoch, "
+             f"{args.epochs} epochs, {args.eval_envs} eval envs. "
              "env steps/s = env steps of the jitted training epoch / its wall time (evaluation excluded, "
              "the reference's training/sps); crl compiles ahead of time, so every epoch counts.",
              "The reference implementation's figures were measured on a 2-core CPU machine, the reference using "
@@ -285,7 +288,8 @@ def add_update_options(parser: argparse.ArgumentParser, depths: tuple[int, ...])
 def add_logits_form_option(parser: argparse.ArgumentParser) -> None:
     """--logits-form: the B x B logits' form (TrainConfig.logits_form), so the opt-in matmul form can be timed."""
     parser.add_argument("--logits-form", choices=LOGITS_FORMS, default=TrainConfig.logits_form,
-                        help="B x B logits as the reference's broadcast or as norms + one matmul (default: %(default)s)")
+                        help="B x B logits as the reference's broadcast or as norms + one matmul "
+                             "(default: %(default)s)")
 
 
 def add_networks_parser(sub) -> None:

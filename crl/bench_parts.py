@@ -71,7 +71,8 @@ def bench_parts(args: argparse.Namespace) -> int:
         for unrolled in (False, True):
             if unrolled and depth > args.max_unrolled_depth:
                 continue
-            for part, (fn, fargs) in part_programs(depth, args.batch, unrolled, args.logits_form).items():
+            timed = programs if unrolled else part_programs(depth, args.batch, False, args.logits_form)
+            for part, (fn, fargs) in timed.items():
                 seconds = median_call_seconds(jax.jit(fn).lower(*fargs).compile(), fargs, args.reps)
                 row = {"depth": depth, "mode": "unrolled" if unrolled else "scan", "part": part, "batch": args.batch,
                        "ms": 1e3 * seconds, "flops": flops[part], "floor_ms": 1e3 * flops[part] / floor}
