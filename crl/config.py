@@ -53,10 +53,10 @@ class TrainConfig:
     logsumexp_penalty: float = 0.1  # c in c * mean(logsumexp_j L_ij)^2
     energy: Energy = "norm"  # critic energy f(s,a,g); 'norm' = -||phi - psi||_2 (paper)
     contrastive_loss: ContrastiveLoss = "fwd_infonce"  # critic loss over the B x B logits
-    # B x B logits: 'broadcast' (the reference's elementwise form; vmapped seeds and sharded runs match separate
-    # ones) or 'matmul' (norms + one matmul: 3x faster at batch 512, but vmapped / sharded runs then drift from
-    # separate ones by rounding that training amplifies; docs/performance.md)
-    logits_form: LogitsForm = "broadcast"
+    # B x B logits: 'matmul' (norms + one matmul, equal goals tied exactly: 3x faster at batch 512) or
+    # 'broadcast' (the reference's elementwise B x B x repr_dim form); the same within float32 rounding
+    # (docs/performance.md)
+    logits_form: LogitsForm = "matmul"
     target_entropy_scale: float = 0.5  # target entropy = -scale * action_size
 
     # 'crl' (the paper) or a baseline: 'sac', 'sac_her', 'td3', 'td3_her', 'gcbc', 'gcsl'; or one registered

@@ -4,8 +4,8 @@ Energies are written for broadcastable inputs reduced over the last axis, so one
 the paired (B,) energies and, broadcast (phi[:, None] vs psi[None]), the reference's B x B logits. The
 B x B logits can be computed in matmul form instead (logits_form='matmul': squared norms and one phi psi^T
 product at HIGHEST precision, so float32 on GPUs too), which never materialises B x B x repr_dim: at batch 512
-the head is ~25x faster on CPU (docs/performance.md). Its diagonal, the positives, is the paired energy exactly;
-its batched / sharded dots round differently from a single run's, so it is not the default.
+the head is ~25x faster on CPU (docs/performance.md). Its diagonal, the positives, is the paired energy exactly,
+and given the goals it ties duplicate goals exactly as the broadcast form does (the default since then).
 """
 from __future__ import annotations
 
@@ -105,19 +105,38 @@ def _check_kind(kind: str, table: dict[str, Any], what: str) -> None:
         raise ValueError(f"unknown {what} '{kind}'; choose one of {', '.join(table)}")
 
 
-def pairwise_energy(phi: jax.Array, psi: jax.Array, kind: str, form: str = "matmul") -> jax.Array:
+def pairwise_energy(phi: jax.Array, psi: jax.Array, kind: str, form: str = "matmul",
+                    goals: jax.Array | None = None) -> jax.Array:
     """(B, B) logits L_ij = f(phi_i, psi_j), float32.
 
     form 'broadcast' is the reference's elementwise form; 'matmul' (for energies in MATMUL_ENERGIES; others
-    fall back to broadcast) agrees with it within float32 rounding off the diagonal and exactly on it.
+    fall back to broadcast) agrees with it within float32 rounding off the diagonal and exactly on it. goals
+    (B, goal_dim), the inputs of psi: with them the matmul form ties exactly where the broadcast form does (see
+    _tie_equal_goals); without them only the diagonal is exact.
     """
     _check_kind(kind, ENERGIES, "energy")
     _check_kind(form, dict.fromkeys(LOGITS_FORMS), "logits form")
     phi, psi = phi.astype(jnp.float32), psi.astype(jnp.float32)
     if form == "broadcast" or kind not in MATMUL_ENERGIES:
         return ENERGIES[kind](phi[:, None, :], psi[None, :, :])
-    on_diagonal = jnp.eye(phi.shape[0], psi.shape[0], dtype=bool)
-    return jnp.where(on_diagonal, paired_energy(phi, psi, kind)[:, None], MATMUL_ENERGIES[kind](phi, psi))
+    logits = MATMUL_ENERGIES[kind](phi, psi)
+    positive = jnp.eye(phi.shape[0], psi.shape[0], dtype=bool)
+    if goals is not None:
+        logits, positive = _tie_equal_goals(logits, goals, positive)
+    return jnp.where(positive, paired_energy(phi, psi, kind)[:, None], logits)
+
+
+def _tie_equal_goals(logits: jax.Array, goals: jax.Array, diagonal: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Columns of equal goals made exactly equal: (logits, where goal_j equals row i's own goal).
+
+    A matmul kernel rounds each column by its place in the batch (and vmapped or sharded kernels by other
+    places), so duplicate goals, common in relabelled batches, would get logits an ulp apart and argmax near-ties
+    (categorical_accuracy) would depend on the batch layout; the broadcast form ties them exactly. Each column is
+    replaced by the first column with the same goal, and entries whose goal is row i's own take the paired energy.
+    Both are the same values in exact arithmetic, so the loss and its gradients are unchanged beyond rounding.
+    """
+    equal = jnp.all(goals[:, None, :] == goals[None, :, :], axis=-1) | diagonal  # | diagonal: NaN goals
+    return logits[:, jnp.argmax(equal, axis=1)], equal
 
 
 def paired_energy(phi: jax.Array, psi: jax.Array, kind: str) -> jax.Array:
@@ -214,7 +233,7 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
         goals."""
         phi = networks.sa_encode(critic_params, batch.state, batch.action)
         psi = networks.g_encode(critic_params, batch.goal)
-        loss, metrics = critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form), cfg.contrastive_loss,
+        loss, metrics = critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, batch.goal), cfg.contrastive_loss,
                                     cfg.logsumexp_penalty)
         return loss, (metrics, psi)
 

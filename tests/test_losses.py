@@ -120,6 +120,49 @@ def test_matmul_logits_match_broadcast(energy, scale):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
+def goal_representations(goals, weights):
+    """psi(g) computed elementwise, so equal goals give bit-equal rows whatever their place in the batch."""
+    return jnp.tanh(jnp.tile(goals, MATMUL_D // goals.shape[1]) * weights)
+
+
+@pytest.mark.parametrize("energy", sorted(MATMUL_ENERGIES))
+def test_matmul_logits_tie_equal_goals_exactly(energy):
+    """Given the goals, the matmul form ties duplicate goals exactly, as the broadcast form does: equal columns,
+    and row i's own goal elsewhere in the batch scores its paired energy, so argmax (categorical_accuracy) agrees
+    with the broadcast form's; a NaN goal ties with nothing; the loss's gradient agrees within rounding."""
+    k1, k2, k3 = jax.random.split(jax.random.key(4), 3)
+    goals = jax.random.normal(k1, (MATMUL_B, 2))
+    duplicates = {5: 2, 9: 2, 11: 0, 40: 7}  # goal index -> the earlier goal it repeats
+    for copy, original in duplicates.items():
+        goals = goals.at[copy].set(goals[original])
+    goals = goals.at[3].set(jnp.nan)
+    weights = jax.random.normal(k2, (MATMUL_D,))
+    psi = goal_representations(goals, weights)
+    phi = jnp.where(jnp.isnan(psi), 0.0, psi) + 0.01 * jax.random.normal(k3, psi.shape)  # each row's max: a positive
+    fast = pairwise_energy(phi, psi, energy, "matmul", goals)
+    exact = pairwise_energy(phi, psi, energy, "broadcast")
+    for copy, original in duplicates.items():
+        np.testing.assert_array_equal(fast[:, copy], fast[:, original])
+        np.testing.assert_array_equal(fast[original, copy], paired_energy(phi, psi, energy)[original])
+    np.testing.assert_array_equal(jnp.diagonal(fast), paired_energy(phi, psi, energy))
+    finite = np.isfinite(np.asarray(exact))
+    np.testing.assert_array_equal(np.isfinite(np.asarray(fast)), finite)  # the NaN goal's column alone
+    magnitude = float(jnp.max(jnp.abs(jnp.where(finite, exact, 0.0))))
+    np.testing.assert_allclose(np.where(finite, fast, 0.0), np.where(finite, exact, 0.0), rtol=1e-5,
+                               atol=1e-6 * magnitude)
+    rows = np.array([i for i in range(MATMUL_B) if i != 3])
+    fast, exact = np.asarray(fast)[rows][:, rows], np.asarray(exact)[rows][:, rows]
+    np.testing.assert_array_equal(fast.argmax(axis=1), exact.argmax(axis=1))
+
+    def loss(w, form):
+        clean = jnp.where(jnp.isnan(goals), 0.0, goals)
+        return critic_loss(pairwise_energy(phi, goal_representations(clean, w), energy, form, clean) / magnitude,
+                           "fwd_infonce", PENALTY)[0]
+
+    np.testing.assert_allclose(jax.grad(loss)(weights, "matmul"), jax.grad(loss)(weights, "broadcast"), rtol=1e-4,
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("energy", sorted(ENERGIES))
 @pytest.mark.parametrize("loss_kind", sorted(CONTRASTIVE_LOSSES))
 def test_every_energy_and_loss_match_numpy(energy, loss_kind):
