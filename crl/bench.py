@@ -286,7 +286,7 @@ def add_update_options(parser: argparse.ArgumentParser, depths: tuple[int, ...])
 
 
 def add_logits_form_option(parser: argparse.ArgumentParser) -> None:
-    """--logits-form: the B x B logits' form (TrainConfig.logits_form), so the opt-in matmul form can be timed."""
+    """--logits-form: the B x B logits' form (TrainConfig.logits_form), so the two forms can be timed apart."""
     parser.add_argument("--logits-form", choices=LOGITS_FORMS, default=TrainConfig.logits_form,
                         help="B x B logits as the reference's broadcast or as norms + one matmul "
                              "(default: %(default)s)")

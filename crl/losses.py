@@ -4,8 +4,9 @@ Energies are written for broadcastable inputs reduced over the last axis, so one
 the paired (B,) energies and, broadcast (phi[:, None] vs psi[None]), the reference's B x B logits. The
 B x B logits can be computed in matmul form instead (logits_form='matmul': squared norms and one phi psi^T
 product at HIGHEST precision, so float32 on GPUs too), which never materialises B x B x repr_dim: at batch 512
-the head is ~25x faster on CPU (docs/performance.md). Its diagonal, the positives, is the paired energy exactly,
-and given the goals it ties duplicate goals exactly as the broadcast form does (the default since then).
+the head is ~25x faster on CPU (docs/performance.md); it is the default. Its diagonal, the positives, is the
+paired energy exactly, and given the goals it ties duplicate goals exactly, as the broadcast form does, so argmax
+near-ties do not depend on how a batch is laid out (vmapped seeds, sharded devices).
 """
 from __future__ import annotations
 
