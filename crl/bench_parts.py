@@ -37,8 +37,8 @@ def part_programs(depth: int, batch_size: int, unrolled: bool,
     losses = make_losses(agent.networks, cfg, ANT_SHAPES.action_size)
     phi, psi = jax.random.normal(jax.random.PRNGKey(HEAD_SEED), (2, batch_size, cfg.repr_dim))
 
-    def head(phi, psi):
-        return critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form), cfg.contrastive_loss,
+    def head(phi, psi, goals):  # goals: the matmul form's exact ties, as in training
+        return critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, goals), cfg.contrastive_loss,
                            cfg.logsumexp_penalty)
 
     def adam(state):
@@ -52,7 +52,7 @@ def part_programs(depth: int, batch_size: int, unrolled: bool,
         "critic": (jax.value_and_grad(losses.critic_loss_fn, has_aux=True), (state.critic_params, batch)),
         "actor": (jax.value_and_grad(losses.actor_loss_fn, has_aux=True),
                   (state.actor_params, state.critic_params, state.log_alpha, batch, key)),
-        "head": (jax.value_and_grad(head, argnums=(0, 1), has_aux=True), (phi, psi)),
+        "head": (jax.value_and_grad(head, argnums=(0, 1), has_aux=True), (phi, psi, batch.goal)),
         "adam": (adam, (state,)),
     }
 

@@ -226,14 +226,16 @@ def test_bench_parts_writes_every_part(tmp_path):
 
 @pytest.mark.parametrize("which", ["networks", "parts", "train"])
 def test_bench_logits_form_option_reaches_the_update(which):
-    """`--logits-form matmul` times the opt-in matmul logits: the option parses to the config's choice, and the
-    head's program it builds has a matmul's FLOPs, not the broadcast's (B x B x repr_dim elementwise)."""
+    """`--logits-form` chooses the logits timed: the option parses to the config's choice (the default, or the
+    other form), and the head's program it builds has a matmul's FLOPs or the broadcast's (B x B x repr_dim
+    elementwise)."""
     from crl.bench_parts import part_programs, unrolled_flops
     from crl.config import TrainConfig
 
     parser = _bench_subparsers()[which]
     assert parser.parse_args([]).logits_form == TrainConfig.logits_form
-    assert parser.parse_args(["--logits-form", "matmul"]).logits_form == "matmul"
+    for form in ("matmul", "broadcast"):
+        assert parser.parse_args(["--logits-form", form]).logits_form == form
     if which == "parts":  # the programs are shared by all three; build them once
         heads = {form: part_programs(4, 64, False, form)["head"] for form in ("broadcast", "matmul")}
         flops = {form: unrolled_flops(*head) for form, head in heads.items()}
