@@ -134,7 +134,9 @@ def _tie_equal_goals(logits: jax.Array, goals: jax.Array, diagonal: jax.Array) -
     places), so duplicate goals, common in relabelled batches, would get logits an ulp apart and argmax near-ties
     (categorical_accuracy) would depend on the batch layout; the broadcast form ties them exactly. Each column is
     replaced by the first column with the same goal, and entries whose goal is row i's own take the paired energy.
-    Both are the same values in exact arithmetic, so the loss and its gradients are unchanged beyond rounding.
+    Both are the same values in exact arithmetic, so the loss and its gradients are unchanged beyond rounding. The
+    gather also pools equal goals' gradients into one column; routing them straight through to each column instead
+    brought the flips back (docs/performance.md), so keep the gather.
     """
     equal = jnp.all(goals[:, None, :] == goals[None, :, :], axis=-1) | diagonal  # | diagonal: NaN goals
     return logits[:, jnp.argmax(equal, axis=1)], equal
