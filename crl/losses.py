@@ -236,8 +236,8 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
         goals."""
         phi = networks.sa_encode(critic_params, batch.state, batch.action)
         psi = networks.g_encode(critic_params, batch.goal)
-        loss, metrics = critic_loss(pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, batch.goal), cfg.contrastive_loss,
-                                    cfg.logsumexp_penalty)
+        logits = pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, batch.goal)
+        loss, metrics = critic_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
         return loss, (metrics, psi)
 
     def critic_loss_fn(critic_params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
