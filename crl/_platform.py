@@ -2,12 +2,20 @@
 import importlib.metadata
 import os
 
-CPU_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"  # MJX on jointed chains is ~1000x slower without it
+FUSION_EMITTERS_OPTION = "xla_cpu_use_fusion_emitters"  # XLA:CPU's newer fusion code generator (jaxlib <= 0.10)
+# The process default: MJX on jointed chains is ~1000x slower with the newer emitters. Training programs choose
+# per program instead (training_compiler_options).
+CPU_XLA_FLAG = f"--{FUSION_EMITTERS_OPTION}=false"
 # XLA aborts the process on a flag it does not know; jaxlib 0.11 (seen: 0.11.2) no longer has this one.
 LAST_JAXLIB_WITH_FLAG = (0, 10)
 DEFAULT_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "crl", "jax")
 MIN_CACHED_COMPILE_SECONDS = 0.5
 HEADLESS_GL = "egl"  # Mesa's EGL renders on a CPU machine (llvmpipe), NVIDIA's on a GPU one  # cache only compiles worth the disk round-trip
+
+
+def _jaxlib_knows_fusion_flag() -> bool:
+    version = _jaxlib_version()
+    return version is None or version <= LAST_JAXLIB_WITH_FLAG
 
 
 def _jaxlib_version() -> tuple[int, int] | None:
@@ -25,11 +33,25 @@ def append_xla_flags() -> None:
     unknown flags.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    version = _jaxlib_version()
-    if version is not None and version > LAST_JAXLIB_WITH_FLAG:
+    if not _jaxlib_knows_fusion_flag():
         return
-    if "xla_cpu_use_fusion_emitters" not in flags:
+    if FUSION_EMITTERS_OPTION not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {CPU_XLA_FLAG}".strip()
+
+
+def training_compiler_options(legacy_fusion: bool) -> dict[str, bool]:
+    """XLA options of a program that trains networks (the epoch, the benchmarks' updates) on CPU.
+
+    The newer fusion emitters run the update's elementwise work (LayerNorm, Swish, their gradients, Adam) 2-5x
+    faster than the legacy ones the process defaults to (the whole update 1.1-1.3x; docs/performance.md), so a
+    training program uses them unless it steps an env that declares `cpu_legacy_fusion` (deep joint chains).
+    These options override XLA_FLAGS for that one program. {} off CPU, or where jaxlib no longer has the flag.
+    """
+    import jax
+
+    if not _jaxlib_knows_fusion_flag() or jax.default_backend() != "cpu":
+        return {}
+    return {FUSION_EMITTERS_OPTION: not legacy_fusion}
 
 
 def default_gl_backend() -> None:

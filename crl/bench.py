@@ -21,7 +21,7 @@ from typing import Any, Callable
 import jax
 
 from crl import bench_envs, bench_seeds
-from crl._platform import enable_compilation_cache
+from crl._platform import enable_compilation_cache, training_compiler_options
 from crl.config import TrainConfig, plan_steps
 from crl.envs.spec import EnvSpec
 from crl.agents import contrastive
@@ -90,6 +90,11 @@ def update_inputs(cfg: TrainConfig) -> tuple[Any, Any, Batch, jax.Array]:
     return agent, state, _random_batch(ANT_SHAPES, cfg.batch_size, batch_key), key
 
 
+def update_compiler_options() -> dict[str, bool]:
+    """The XLA options a training epoch on ant compiles its updates with (crl.programs.epoch_compiler_options)."""
+    return training_compiler_options(legacy_fusion=ANT_SHAPES.cpu_legacy_fusion)
+
+
 def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dtype: str, reps: int,
                     updates_per_call: int = 1, logits_form: str = TrainConfig.logits_form) -> dict:
     """Compile `updates_per_call` full SGD updates (actor, alpha, critic + Adam) at `depth` as one scan, the way
@@ -104,7 +109,8 @@ def time_sgd_update(depth: int, batch_size: int, unrolled: bool, remat: bool, dt
         return jax.lax.scan(agent.sgd_step, state, xs)
 
     t0 = time.perf_counter()
-    compiled = jax.jit(updates, donate_argnums=0).lower(state, xs).compile()
+    compiled = jax.jit(updates, donate_argnums=0, compiler_options=update_compiler_options()).lower(
+        state, xs).compile()
     compile_s = time.perf_counter() - t0
     memory = compiled.memory_analysis()
     state, _ = compiled(state, xs)  # warm-up

@@ -15,7 +15,7 @@ import jax
 
 from crl.agents.base import apply_updates
 from crl.bench import (ANT_SHAPES, FLOOR_WIDTH, add_update_options, matmul_floor_flops_per_s, median_call_seconds,
-                       out_help, update_inputs, write_results)
+                       out_help, update_compiler_options, update_inputs, write_results)
 from crl.config import TrainConfig
 from crl.losses import critic_loss, make_losses, pairwise_energy
 from crl.plan.flops import FLOPS_KEY
@@ -73,7 +73,8 @@ def bench_parts(args: argparse.Namespace) -> int:
                 continue
             timed = programs if unrolled else part_programs(depth, args.batch, False, args.logits_form)
             for part, (fn, fargs) in timed.items():
-                seconds = median_call_seconds(jax.jit(fn).lower(*fargs).compile(), fargs, args.reps)
+                compiled = jax.jit(fn, compiler_options=update_compiler_options()).lower(*fargs).compile()
+                seconds = median_call_seconds(compiled, fargs, args.reps)
                 row = {"depth": depth, "mode": "unrolled" if unrolled else "scan", "part": part, "batch": args.batch,
                        "ms": 1e3 * seconds, "flops": flops[part], "floor_ms": 1e3 * flops[part] / floor}
                 rows.append(row)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crl import streams
+from crl._platform import training_compiler_options
 from crl.evaluate import make_evaluator, uniform_random_policy
 from crl.learners import learner_actors
 from crl.offline import data as offline_data
@@ -99,9 +100,15 @@ def make_programs(trainer) -> Programs:
         prefill=jax.jit(over_seeds(lambda _, state: trainer.prefill(state), cfg), in_shardings=(shardings,),
                         out_shardings=shardings, donate_argnums=0),
         epoch=jax.jit(epoch, in_shardings=(shardings, *data_shardings), out_shardings=(shardings, metrics_sharding),
-                      donate_argnums=0),
+                      donate_argnums=0, compiler_options=epoch_compiler_options(trainer)),
         evaluate=evaluate, random_baseline=random_baseline, evaluate_learners=evaluate_learners, data=data,
         place_data=place_data)
+
+
+def epoch_compiler_options(trainer) -> dict[str, bool]:
+    """The epoch's XLA options: the CPU fusion emitters that suit the update, unless the epoch steps an env whose
+    physics needs the legacy ones (prefill and evaluation keep the process default, the legacy emitters)."""
+    return training_compiler_options(legacy_fusion=not trainer.offline and trainer.spec.cpu_legacy_fusion)
 
 
 def _device_evaluation(trainer, shardings: Any, metrics_sharding: Any) -> tuple[Callable, Callable | None, Callable]:

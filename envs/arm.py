@@ -203,7 +203,8 @@ class ArmEnv(GoalPipelineEnv):
         super().__init__(sys=sys, backend=backend, physics=physics, name=name, state_dim=max(b for _, b in layout.values()),
                          goal_indices=goal_indices, success_radius=objective.success_radius,
                          success_easy_radius=objective.success_easy_radius, episode_length=episode_length,
-                         action_size=len(ACTED_JOINTS) + int(gripper), metric_names=METRIC_NAMES)
+                         action_size=len(ACTED_JOINTS) + int(gripper), metric_names=METRIC_NAMES,
+                         cpu_legacy_fusion=True)  # a 7-joint chain (reference 6.4)
         self.task = task
         mj = sys.mj_model
         self._arm_q = qpos_index(sys, ARM_JOINTS)

@@ -115,6 +115,7 @@ class GoalPipelineEnv(PipelineEnv):
         episode_length: int = EPISODE_LENGTH,
         action_size: int | None = None,
         metric_names: tuple[str, ...] | None = None,
+        cpu_legacy_fusion: bool = False,
     ):
         super().__init__(sys=sys, backend=backend, n_frames=physics.n_frames)
         if success_easy_radius is None:
@@ -129,6 +130,7 @@ class GoalPipelineEnv(PipelineEnv):
             dt=float(physics.control_dt),
             success_radius=float(success_radius),
             success_easy_radius=float(success_easy_radius),
+            cpu_legacy_fusion=cpu_legacy_fusion,
             **({} if metric_names is None else {"metric_names": tuple(metric_names)}),
         )
 

@@ -120,7 +120,8 @@ class Pusher(GoalPipelineEnv):
         xml, goal_origin = pusher_model()
         sys = build_system(xml, physics)
         super().__init__(sys=sys, backend=backend, physics=physics, name=name, state_dim=STATE_DIM,
-                         goal_indices=GOAL_INDICES, success_radius=SUCCESS_RADIUS, episode_length=episode_length)
+                         goal_indices=GOAL_INDICES, success_radius=SUCCESS_RADIUS, episode_length=episode_length,
+                         cpu_legacy_fusion=True)  # a 7-joint chain (reference 6.4)
         self.goal_box = goal_box
         self._goal_origin = jnp.asarray(goal_origin)
         self._arm_q = qpos_index(sys, ARM_JOINTS)

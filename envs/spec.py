@@ -25,6 +25,9 @@ class EnvSpec:
     success_easy_radius: float | None = None
     metric_names: tuple[str, ...] = ("success", "success_easy", "dist")
     headline_metric: str = "success"  # summed over an episode -> time at goal
+    # True where XLA:CPU's newer fusion emitters make the physics pathologically slow (deep joint chains: the arms,
+    # pusher; reference 6.4): programs that step this env then keep the legacy emitters (crl._platform)
+    cpu_legacy_fusion: bool = False
 
     @property
     def goal_dim(self) -> int:

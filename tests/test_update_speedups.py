@@ -2,17 +2,22 @@
 psi(g) computed once and shared by both losses, the matmul-form logits and the 'dense' block residual policy."""
 import dataclasses
 
+import types
+
 import crl  # noqa: F401  (before jax)
 import jax
 import numpy as np
 import optax
 import pytest
 
+from crl import _platform, env_catalog
+from crl._platform import FUSION_EMITTERS_OPTION, training_compiler_options
 from crl.agents import contrastive
 from crl.agents.base import Optimizers, apply_updates
 from crl.config import TrainConfig
 from crl.envs.spec import EnvSpec
 from crl.losses import make_losses
+from crl.programs import epoch_compiler_options
 from crl.train import init_learner_state
 
 SPEC = EnvSpec(name="tiny", backend="none", state_dim=5, goal_indices=(0, 1), action_size=3, episode_length=20,
@@ -58,14 +63,14 @@ def batches_and_keys(cfg):
     return batch, jax.random.split(ks[3], STEPS)
 
 
-def run(cfg, make_step, optimizers=None, steps=STEPS):
+def run(cfg, make_step, optimizers=None, steps=STEPS, compiler_options=None):
     """`steps` SGD steps of a fresh learner, as training runs them (a scan): (final state, per-step metrics)."""
     agent = contrastive.build(SPEC, cfg)
     agent = dataclasses.replace(agent, optimizers=optimizers or agent.optimizers)
     step = make_step(make_losses(agent.networks, cfg, SPEC.action_size), agent.optimizers)
     state = init_learner_state(agent, jax.random.key(0))
     xs = jax.tree.map(lambda x: x[:steps], batches_and_keys(cfg))
-    return jax.jit(lambda s, xs: jax.lax.scan(step, s, xs))(state, xs)
+    return jax.jit(lambda s, xs: jax.lax.scan(step, s, xs), compiler_options=compiler_options)(state, xs)
 
 
 def learned(state):
@@ -127,3 +132,33 @@ def test_vmapped_seeds_agree_with_separate_updates_under_the_matmul_logits():
         assert vmapped_metrics["categorical_accuracy"][i] == metrics_i["categorical_accuracy"]
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-6, atol=1e-7), learned(vmapped_state),
                      learned(state_i))
+
+
+@pytest.mark.skipif(not training_compiler_options(legacy_fusion=False), reason="no XLA:CPU fusion-emitter choice here")
+def test_fusion_emitters_change_the_update_only_within_rounding():
+    """The epoch's XLA:CPU fusion emitters against the legacy ones (the process default, and the update before):
+    one SGD step's metrics and params agree within float32 rounding (one plain SGD step: see
+    test_faster_update_matches_the_one_before)."""
+    sgd = Optimizers(*(optax.sgd(SGD_LR),) * 3)
+    new_state, new_metrics = run(CFG, contrastive.make_sgd_step, sgd, steps=1,
+                                 compiler_options={FUSION_EMITTERS_OPTION: True})
+    old_state, old_metrics = run(CFG, contrastive.make_sgd_step, sgd, steps=1,
+                                 compiler_options={FUSION_EMITTERS_OPTION: False})
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), new_metrics, old_metrics)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8), learned(new_state),
+                 learned(old_state))
+
+
+def test_training_programs_choose_their_fusion_emitters(monkeypatch):
+    """The epoch uses XLA:CPU's newer fusion emitters unless it steps an env declaring cpu_legacy_fusion (the
+    7-joint arms and pusher); offline epochs step no env; a jaxlib without the flag gets no option at all."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the option is for XLA:CPU")
+    legacy = {name for name, fields in env_catalog.SPECS.items() if fields["cpu_legacy_fusion"]}
+    assert legacy == {name for name in env_catalog.SPECS if name.startswith(("arm_", "pusher_"))}
+    arm = EnvSpec(**{"name": "arm_reach", **env_catalog.SPECS["arm_reach"]})
+    for spec, offline, emitters in [(SPEC, False, True), (arm, False, False), (arm, True, True)]:
+        trainer = types.SimpleNamespace(spec=spec, offline=offline)
+        assert epoch_compiler_options(trainer) == {FUSION_EMITTERS_OPTION: emitters}
+    monkeypatch.setattr(_platform, "_jaxlib_version", lambda: (0, 11))  # jaxlib 0.11 aborts on the unknown flag
+    assert training_compiler_options(legacy_fusion=False) == {}
