@@ -234,8 +234,7 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
     def critic_terms_fn(critic_params: Any, batch: Batch) -> tuple[jax.Array, tuple[Metrics, jax.Array]]:
         """(loss, (metrics, psi(g))) of the contrastive loss: positives (s_i, a_i, g_i), negatives the other
         goals."""
-        phi = networks.sa_encode(critic_params, batch.state, batch.action)
-        psi = networks.g_encode(critic_params, batch.goal)
+        phi, psi = networks.encode(critic_params, batch.state, batch.action, batch.goal)
         logits = pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, batch.goal)
         loss, metrics = critic_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
         return loss, (metrics, psi)

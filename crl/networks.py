@@ -32,6 +32,7 @@ IO_DTYPE = jnp.float32  # input layer and output heads: float32 whatever the com
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {"swish": nn.swish, "relu": nn.relu}
 DTYPES: dict[str, Any] = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+INPUT, BLOCKS, HEAD = "input", "blocks", "head_"  # a ResidualMLP's param names: input layer, scanned blocks, heads
 DENSE_OUTPUT = "dense_output"  # checkpoint name of each Dense layer's output inside a residual block
 # what a residual block's backward pass keeps from its forward (TrainConfig.block_residuals); None: every intermediate
 BLOCK_RESIDUAL_POLICIES: dict[str, Callable | None] = {
@@ -115,16 +116,45 @@ class ResidualMLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
         n_blocks = num_blocks(self.depth)
-        layer = (self.width, self.activation, self.compute_dtype, self.precision)
-        h = DenseNormAct(self.width, self.activation, IO_DTYPE, self.precision, name="input")(x)
-        block = _block_module(self.remat, self.residuals)
-        blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True}, length=n_blocks,
-                         unroll=n_blocks if self.unroll else 1)
-        h, _ = blocks(*layer, name="blocks")(h, None)
-        return tuple(
-            nn.Dense(dim, dtype=IO_DTYPE, param_dtype=jnp.float32, precision=self.precision,
-                     kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name=f"head_{i}")(h)
-            for i, dim in enumerate(self.out_dims))
+        h = _input_layer(self, name=INPUT)(x)
+        blocks = nn.scan(_block_module(self.remat, self.residuals), variable_axes={"params": 0},
+                         split_rngs={"params": True}, length=n_blocks, unroll=self.scan_unroll)
+        h, _ = blocks(*self.block_args, name=BLOCKS)(h, None)
+        return tuple(_head(self, dim, name=f"{HEAD}{i}")(h) for i, dim in enumerate(self.out_dims))
+
+    @property
+    def block_args(self) -> tuple:
+        return self.width, self.activation, self.compute_dtype, self.precision
+
+    @property
+    def scan_unroll(self) -> int:
+        return num_blocks(self.depth) if self.unroll else 1
+
+
+# A ResidualMLP's layers, built inside its compact __call__ (named, bound) or alone for joint_apply (unbound).
+def _input_layer(mlp: ResidualMLP, name: str | None = None) -> DenseNormAct:
+    return DenseNormAct(mlp.width, mlp.activation, IO_DTYPE, mlp.precision, name=name)
+
+
+def _head(mlp: ResidualMLP, dim: int, name: str | None = None) -> nn.Dense:
+    return nn.Dense(dim, dtype=IO_DTYPE, param_dtype=jnp.float32, precision=mlp.precision,
+                    kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name=name)
+
+
+def joint_apply(mlp: ResidualMLP, params: tuple[Params, ...], inputs: tuple[jax.Array, ...]
+                ) -> tuple[tuple[jax.Array, ...], ...]:
+    """`mlp.apply` for several networks of mlp's architecture at once (each its own params and input), their
+    residual blocks in one scan: the same values, bit for bit, but each scan step holds independent work
+    for the CPU's threads, where separate scans run one after the other (docs/performance.md)."""
+    hs = tuple(_input_layer(mlp).apply({"params": p[INPUT]}, x) for p, x in zip(params, inputs))
+    block = _block_module(mlp.remat, mlp.residuals)(*mlp.block_args)
+
+    def step(hs, block_params):
+        return tuple(block.apply({"params": p}, h, None)[0] for p, h in zip(block_params, hs)), None
+
+    hs, _ = jax.lax.scan(step, hs, tuple(p[BLOCKS] for p in params), unroll=mlp.scan_unroll)
+    return tuple(tuple(_head(mlp, dim).apply({"params": p[f"{HEAD}{i}"]}, h) for i, dim in enumerate(mlp.out_dims))
+                 for p, h in zip(params, hs))
 
 
 def _block_module(remat: bool, residuals: str) -> type[nn.Module]:
@@ -226,6 +256,16 @@ class CRLNetworks(ActorNetworks):
         """psi(g): (B, repr_dim) float32 from the goal coordinates."""
         (psi,) = self.g_encoder.apply({"params": critic_params["g_encoder"]}, goal)
         return psi
+
+    def encode(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array
+               ) -> tuple[jax.Array, jax.Array]:
+        """(phi(s, a), psi(g)) as sa_encode and g_encode give them; one scan for both encoders' blocks when they
+        share an architecture (always, from make_networks)."""
+        if self.sa_encoder != self.g_encoder:
+            return self.sa_encode(critic_params, state, action), self.g_encode(critic_params, goal)
+        (phi,), (psi,) = joint_apply(self.sa_encoder, (critic_params["sa_encoder"], critic_params["g_encoder"]),
+                                     (jnp.concatenate([state, action], axis=-1), goal))
+        return phi, psi
 
     def q_value(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array) -> jax.Array:
         """(B,) critic values f(phi(s, a), psi(g)) with the config's energy (what `crl viz q` draws)."""

@@ -1,5 +1,6 @@
 """ResidualMLP and CRL networks: exact param counts, an independent numpy forward pass, scan/unroll/remat
 equivalence, mixed precision, depth validation and a 1024-layer forward + backward on CPU."""
+import dataclasses
 import math
 
 import jax
@@ -268,6 +269,36 @@ def test_encoders_match_numpy(tiny_nets):
     np.testing.assert_allclose(phi, want, rtol=1e-4, atol=1e-5)
     psi = jax.jit(nets.g_encode)(params["critic"], goal)
     np.testing.assert_allclose(psi, np_forward(params["critic"]["g_encoder"], goal, 1)[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [{}, {"unroll_blocks": True}, {"remat": True}, {"block_residuals": "all"},
+                                     {"compute_dtype": "bfloat16"}])
+def test_joint_encoders_equal_separate_ones_bit_for_bit(variant):
+    """CRLNetworks.encode runs both critic encoders' blocks in one scan (joint_apply): phi, psi and the gradients of
+    a loss of both equal sa_encode / g_encode's exactly, for every scan setting; encoders of different depths fall
+    back to separate scans, with the same values."""
+    cfg = TrainConfig(critic_depth=8, critic_width=16, actor_depth=4, actor_width=16, repr_dim=6, **variant)
+    nets = make_networks(TINY_SPEC, cfg)
+    params = nets.init(jax.random.key(0))["critic"]
+    state, action, goal = (jax.random.normal(jax.random.key(i), (12, n)) for i, n in enumerate((5, 3, 2)))
+
+    def joint(p):
+        return nets.encode(p, state, action, goal)
+
+    def separate(p):
+        return nets.sa_encode(p, state, action), nets.g_encode(p, goal)
+
+    def loss(encode):
+        return lambda p: jnp.sum(jnp.square(encode(p)[0] @ encode(p)[1].T))
+
+    assert str(jax.make_jaxpr(joint)(params)).count("scan[") == 1  # one scan for both encoders
+    jax.tree.map(np.testing.assert_array_equal, jax.jit(joint)(params), jax.jit(separate)(params))
+    jax.tree.map(np.testing.assert_array_equal, jax.jit(jax.grad(loss(joint)))(params),
+                 jax.jit(jax.grad(loss(separate)))(params))
+    deeper_goal_encoder = dataclasses.replace(nets, g_encoder=nets.g_encoder.clone(depth=12))
+    params = deeper_goal_encoder.init(jax.random.key(0))["critic"]
+    jax.tree.map(np.testing.assert_array_equal, deeper_goal_encoder.encode(params, state, action, goal),
+                 (deeper_goal_encoder.sa_encode(params, state, action), deeper_goal_encoder.g_encode(params, goal)))
 
 
 def test_actor_log_std_bounds_and_deterministic_action(tiny_nets):
