@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from crl.config import TrainConfig
-from crl.networks import CRLNetworks
+from crl.networks import CRLNetworks, log_likelihood_under, sample_from
 
 Metrics = dict[str, jax.Array]
 
@@ -214,14 +214,14 @@ def target_entropy(cfg: TrainConfig, action_size: int) -> float:
 class Losses(NamedTuple):
     """Pure loss functions closed over the networks and config (see make_losses).
 
-    critic_terms_fn is critic_loss_fn that also returns psi(g) (aux), so an SGD step can hand the goal
-    representations to actor_loss_fn(..., psi=...) instead of running the goal encoder twice.
+    critic_actor_fn is critic_loss_fn + actor_loss_fn as one function of both networks' params, so an SGD step
+    takes both gradients at once: psi(g) computed once, the three networks' first passes in one scan.
     """
 
     critic_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
     actor_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
     alpha_loss_fn: Callable[..., tuple[jax.Array, Metrics]]
-    critic_terms_fn: Callable[..., tuple[jax.Array, tuple[Metrics, jax.Array]]]
+    critic_actor_fn: Callable[..., tuple[jax.Array, tuple[Metrics, Metrics]]]
 
 
 def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Losses:
@@ -231,41 +231,52 @@ def make_losses(networks: CRLNetworks, cfg: TrainConfig, action_size: int) -> Lo
     _check_kind(cfg.logits_form, dict.fromkeys(LOGITS_FORMS), "logits form")
     entropy_target = target_entropy(cfg, action_size)
 
-    def critic_terms_fn(critic_params: Any, batch: Batch) -> tuple[jax.Array, tuple[Metrics, jax.Array]]:
-        """(loss, (metrics, psi(g))) of the contrastive loss: positives (s_i, a_i, g_i), negatives the other
-        goals."""
-        phi, psi = networks.encode(critic_params, batch.state, batch.action, batch.goal)
-        logits = pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, batch.goal)
-        loss, metrics = critic_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
-        return loss, (metrics, psi)
+    def critic_terms(phi: jax.Array, psi: jax.Array, goal: jax.Array) -> tuple[jax.Array, Metrics]:
+        """The contrastive loss of given representations: positives (s_i, a_i, g_i), negatives the other goals."""
+        logits = pairwise_energy(phi, psi, cfg.energy, cfg.logits_form, goal)
+        return critic_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
 
     def critic_loss_fn(critic_params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
-        """The contrastive loss over the batch and its metrics (critic_terms_fn without psi)."""
-        loss, (metrics, _) = critic_terms_fn(critic_params, batch)
-        return loss, metrics
+        """The contrastive loss over the batch and its metrics."""
+        phi, psi = networks.encode(critic_params, batch.state, batch.action, batch.goal)
+        return critic_terms(phi, psi, batch.goal)
 
-    def actor_loss_fn(actor_params: Any, critic_params: Any, log_alpha: jax.Array, batch: Batch,
-                      key: jax.Array, psi: jax.Array | None = None) -> tuple[jax.Array, Metrics]:
-        """mean(alpha * log pi(a|s,g) - f(s, a, g)) with a ~ pi reparameterised and alpha held fixed; with
-        bc_weight > 0, the Q term is scaled by 1 / stopgrad(mean |Q|) and bc_weight * -mean log pi(a_data|s,g)
-        is added (OGBench's CRL actor, with SAC's entropy term kept). psi: psi(g) under critic_params if
-        already computed (no gradient reaches the critic here either way)."""
-        obs = jnp.concatenate([batch.state, batch.goal], axis=-1)
-        action, log_prob = networks.sample_action(actor_params, obs, key)
-        if psi is None:
-            psi = networks.g_encode(critic_params, batch.goal)
+    def actor_terms(dist: tuple[jax.Array, jax.Array], critic_params: Any, log_alpha: jax.Array, batch: Batch,
+                    key: jax.Array, psi: jax.Array) -> tuple[jax.Array, Metrics]:
+        """actor_loss_fn given the actor's (mean, log_std) on concat(s, g) and psi(g)."""
+        action, log_prob = sample_from(dist, key)
         energy = paired_energy(networks.sa_encode(critic_params, batch.state, action), psi, cfg.energy)
         alpha = jnp.exp(jax.lax.stop_gradient(log_alpha))
         if cfg.bc_weight == 0:  # the paper's loss, exactly
             loss = jnp.mean(alpha * log_prob - energy)
             return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
         q_scale = jax.lax.stop_gradient(jnp.mean(jnp.abs(energy))) + Q_SCALE_EPS
-        bc = -jnp.mean(networks.log_likelihood(actor_params, obs, batch.action))
+        bc = -jnp.mean(log_likelihood_under(dist, batch.action))
         loss = jnp.mean(alpha * log_prob) - jnp.mean(energy) / q_scale + cfg.bc_weight * bc
         return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob), "bc_loss": bc, "q_scale": q_scale}
+
+    def actor_loss_fn(actor_params: Any, critic_params: Any, log_alpha: jax.Array, batch: Batch,
+                      key: jax.Array) -> tuple[jax.Array, Metrics]:
+        """mean(alpha * log pi(a|s,g) - f(s, a, g)) with a ~ pi reparameterised and alpha held fixed; with
+        bc_weight > 0, the Q term is scaled by 1 / stopgrad(mean |Q|) and bc_weight * -mean log pi(a_data|s,g)
+        is added (OGBench's CRL actor, with SAC's entropy term kept)."""
+        dist = networks.actor_dist(actor_params, jnp.concatenate([batch.state, batch.goal], axis=-1))
+        return actor_terms(dist, critic_params, log_alpha, batch, key, networks.g_encode(critic_params, batch.goal))
+
+    def critic_actor_fn(critic_params: Any, actor_params: Any, log_alpha: jax.Array, batch: Batch,
+                        key: jax.Array) -> tuple[jax.Array, tuple[Metrics, Metrics]]:
+        """critic_loss_fn + actor_loss_fn at the same (pre-step) params, the actor's term seeing the critic only
+        through stop_gradient: the sum's gradient is the critic loss's w.r.t. critic_params and the actor loss's
+        w.r.t. actor_params, exactly; its first passes of the three networks share one scan, and psi(g) is
+        computed once for both."""
+        phi, psi, dist = networks.encode_and_act(critic_params, batch.state, batch.action, batch.goal, actor_params)
+        critic, critic_metrics = critic_terms(phi, psi, batch.goal)
+        actor, actor_metrics = actor_terms(dist, jax.lax.stop_gradient(critic_params), log_alpha, batch, key,
+                                           jax.lax.stop_gradient(psi))
+        return critic + actor, (critic_metrics, actor_metrics)
 
     def alpha_loss_fn(log_alpha: jax.Array, log_prob: jax.Array) -> tuple[jax.Array, Metrics]:
         """The entropy-temperature loss at this config's target entropy (see alpha_loss)."""
         return alpha_loss(log_alpha, log_prob, entropy_target)
 
-    return Losses(critic_loss_fn, actor_loss_fn, alpha_loss_fn, critic_terms_fn)
+    return Losses(critic_loss_fn, actor_loss_fn, alpha_loss_fn, critic_actor_fn)

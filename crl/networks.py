@@ -141,20 +141,28 @@ def _head(mlp: ResidualMLP, dim: int, name: str | None = None) -> nn.Dense:
                     kernel_init=kernel_init(), bias_init=nn.initializers.zeros, name=name)
 
 
-def joint_apply(mlp: ResidualMLP, params: tuple[Params, ...], inputs: tuple[jax.Array, ...]
+def block_architecture(mlp: ResidualMLP) -> tuple:
+    """What a ResidualMLP's scanned blocks are: networks that agree on it can share one scan (joint_apply)."""
+    return mlp.width, mlp.depth, mlp.activation, mlp.remat, mlp.compute_dtype, mlp.precision, mlp.unroll, mlp.residuals
+
+
+def joint_apply(mlps: tuple[ResidualMLP, ...], params: tuple[Params, ...], inputs: tuple[jax.Array, ...]
                 ) -> tuple[tuple[jax.Array, ...], ...]:
-    """`mlp.apply` for several networks of mlp's architecture at once (each its own params and input), their
-    residual blocks in one scan: the same values, bit for bit, but each scan step holds independent work
-    for the CPU's threads, where separate scans run one after the other (docs/performance.md)."""
-    hs = tuple(_input_layer(mlp).apply({"params": p[INPUT]}, x) for p, x in zip(params, inputs))
-    block = _block_module(mlp.remat, mlp.residuals)(*mlp.block_args)
+    """`mlp.apply` for several networks of one block architecture at once (each its own params, input and
+    heads), their residual blocks in one scan: the same values, bit for bit, but each scan step holds
+    independent work for the CPU's threads, where separate scans run one after the other (docs/performance.md)."""
+    if len({block_architecture(mlp) for mlp in mlps}) != 1:
+        raise ValueError(f"joint_apply needs networks of one block architecture, got "
+                         f"{[block_architecture(mlp) for mlp in mlps]}")
+    hs = tuple(_input_layer(mlp).apply({"params": p[INPUT]}, x) for mlp, p, x in zip(mlps, params, inputs))
+    block = _block_module(mlps[0].remat, mlps[0].residuals)(*mlps[0].block_args)
 
     def step(hs, block_params):
         return tuple(block.apply({"params": p}, h, None)[0] for p, h in zip(block_params, hs)), None
 
-    hs, _ = jax.lax.scan(step, hs, tuple(p[BLOCKS] for p in params), unroll=mlp.scan_unroll)
+    hs, _ = jax.lax.scan(step, hs, tuple(p[BLOCKS] for p in params), unroll=mlps[0].scan_unroll)
     return tuple(tuple(_head(mlp, dim).apply({"params": p[f"{HEAD}{i}"]}, h) for i, dim in enumerate(mlp.out_dims))
-                 for p, h in zip(params, hs))
+                 for mlp, p, h in zip(mlps, params, hs))
 
 
 def _block_module(remat: bool, residuals: str) -> type[nn.Module]:
@@ -211,9 +219,7 @@ class ActorNetworks:
 
     def sample_action(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Reparameterised a = tanh(mu + sigma * eps) and its log-probability (B,)."""
-        mean, log_std = self.actor_dist(actor_params, obs)
-        pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
-        return jnp.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+        return sample_from(self.actor_dist(actor_params, obs), key)
 
     def deterministic_action(self, actor_params: Params, obs: jax.Array) -> jax.Array:
         """Evaluation action tanh(mu)."""
@@ -222,9 +228,21 @@ class ActorNetworks:
 
     def log_likelihood(self, actor_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """(B,) log pi(a | obs) of given actions (behaviour cloning's term)."""
-        mean, log_std = self.actor_dist(actor_params, obs)
-        pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + ACTION_EDGE_EPS, 1.0 - ACTION_EDGE_EPS))
-        return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+        return log_likelihood_under(self.actor_dist(actor_params, obs), action)
+
+
+def sample_from(dist: tuple[jax.Array, jax.Array], key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """a = tanh(mean + std * eps) of the actor's (mean, log_std), reparameterised, and its log-probability (B,)."""
+    mean, log_std = dist
+    pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    return jnp.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
+
+def log_likelihood_under(dist: tuple[jax.Array, jax.Array], action: jax.Array) -> jax.Array:
+    """(B,) log-probability of given actions under the actor's (mean, log_std)."""
+    mean, log_std = dist
+    pre_tanh = jnp.arctanh(jnp.clip(action, -1.0 + ACTION_EDGE_EPS, 1.0 - ACTION_EDGE_EPS))
+    return tanh_gaussian_log_prob(pre_tanh, mean, log_std)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,13 +277,29 @@ class CRLNetworks(ActorNetworks):
 
     def encode(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array
                ) -> tuple[jax.Array, jax.Array]:
-        """(phi(s, a), psi(g)) as sa_encode and g_encode give them; one scan for both encoders' blocks when they
-        share an architecture (always, from make_networks)."""
-        if self.sa_encoder != self.g_encoder:
-            return self.sa_encode(critic_params, state, action), self.g_encode(critic_params, goal)
-        (phi,), (psi,) = joint_apply(self.sa_encoder, (critic_params["sa_encoder"], critic_params["g_encoder"]),
-                                     (jnp.concatenate([state, action], axis=-1), goal))
+        """(phi(s, a), psi(g)) as sa_encode and g_encode give them, both encoders' blocks in one scan when they
+        share a block architecture (always, from make_networks)."""
+        phi, psi, _ = self.encode_and_act(critic_params, state, action, goal)
         return phi, psi
+
+    def encode_and_act(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array,
+                       actor_params: Params | None = None) -> tuple[jax.Array, jax.Array, tuple | None]:
+        """(phi(s, a), psi(g), the actor's (mean, log_std) on concat(s, g) or None without actor_params): every
+        network that shares the state-action encoder's block architecture runs in one scan, the rest alone."""
+        obs = jnp.concatenate([state, goal], axis=-1)
+        calls = {"sa": (self.sa_encoder, critic_params["sa_encoder"], jnp.concatenate([state, action], axis=-1)),
+                 "g": (self.g_encoder, critic_params["g_encoder"], goal)}
+        if actor_params is not None:
+            calls["actor"] = (self.actor, actor_params, obs)
+        joint = [name for name, (mlp, _, _) in calls.items()
+                 if block_architecture(mlp) == block_architecture(self.sa_encoder)]
+        outputs = dict(zip(joint, joint_apply(*zip(*(calls[name] for name in joint)))))
+        outputs.update({name: mlp.apply({"params": p}, x) for name, (mlp, p, x) in calls.items() if name not in joint})
+        dist = None
+        if actor_params is not None:
+            mean, raw_log_std = outputs["actor"]
+            dist = (mean, squash_log_std(raw_log_std))
+        return outputs["sa"][0], outputs["g"][0], dist
 
     def q_value(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array) -> jax.Array:
         """(B,) critic values f(phi(s, a), psi(g)) with the config's energy (what `crl viz q` draws)."""

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from crl.config import TrainConfig
-from crl.networks import (LAYER_NORM_EPS, LOG_STD_MAX, LOG_STD_MIN, ResidualMLP, make_networks, num_blocks,
-                          param_count)
+from crl.networks import (LAYER_NORM_EPS, LOG_STD_MAX, LOG_STD_MIN, ResidualMLP, joint_apply, make_networks,
+                          num_blocks, param_count)
 from crl.envs.spec import EnvSpec
 
 WIDTH = 256
@@ -273,32 +273,39 @@ def test_encoders_match_numpy(tiny_nets):
 
 @pytest.mark.parametrize("variant", [{}, {"unroll_blocks": True}, {"remat": True}, {"block_residuals": "all"},
                                      {"compute_dtype": "bfloat16"}])
-def test_joint_encoders_equal_separate_ones_bit_for_bit(variant):
-    """CRLNetworks.encode runs both critic encoders' blocks in one scan (joint_apply): phi, psi and the gradients of
-    a loss of both equal sa_encode / g_encode's exactly, for every scan setting; encoders of different depths fall
-    back to separate scans, with the same values."""
-    cfg = TrainConfig(critic_depth=8, critic_width=16, actor_depth=4, actor_width=16, repr_dim=6, **variant)
+def test_joint_scans_equal_separate_networks_bit_for_bit(variant):
+    """CRLNetworks.encode_and_act runs the critic encoders' and the actor's blocks in one scan (joint_apply): phi,
+    psi, the actor's (mean, log_std) and the gradients of a loss of all three equal sa_encode / g_encode /
+    actor_dist's exactly, for every scan setting; an actor of another depth gets a scan of its own (same values)."""
+    cfg = TrainConfig(critic_depth=8, critic_width=16, actor_depth=8, actor_width=16, repr_dim=6, **variant)
     nets = make_networks(TINY_SPEC, cfg)
-    params = nets.init(jax.random.key(0))["critic"]
+    params = nets.init(jax.random.key(0))
     state, action, goal = (jax.random.normal(jax.random.key(i), (12, n)) for i, n in enumerate((5, 3, 2)))
 
-    def joint(p):
-        return nets.encode(p, state, action, goal)
+    def joint(nets):
+        return lambda p: nets.encode_and_act(p["critic"], state, action, goal, p["actor"])
 
-    def separate(p):
-        return nets.sa_encode(p, state, action), nets.g_encode(p, goal)
+    def separate(nets):
+        return lambda p: (nets.sa_encode(p["critic"], state, action), nets.g_encode(p["critic"], goal),
+                          nets.actor_dist(p["actor"], jnp.concatenate([state, goal], -1)))
 
     def loss(encode):
-        return lambda p: jnp.sum(jnp.square(encode(p)[0] @ encode(p)[1].T))
+        def total(p):
+            phi, psi, (mean, log_std) = encode(p)
+            return jnp.sum(jnp.square(phi @ psi.T)) + jnp.sum(mean * log_std)
+        return total
 
-    assert str(jax.make_jaxpr(joint)(params)).count("scan[") == 1  # one scan for both encoders
-    jax.tree.map(np.testing.assert_array_equal, jax.jit(joint)(params), jax.jit(separate)(params))
-    jax.tree.map(np.testing.assert_array_equal, jax.jit(jax.grad(loss(joint)))(params),
-                 jax.jit(jax.grad(loss(separate)))(params))
-    deeper_goal_encoder = dataclasses.replace(nets, g_encoder=nets.g_encoder.clone(depth=12))
-    params = deeper_goal_encoder.init(jax.random.key(0))["critic"]
-    jax.tree.map(np.testing.assert_array_equal, deeper_goal_encoder.encode(params, state, action, goal),
-                 (deeper_goal_encoder.sa_encode(params, state, action), deeper_goal_encoder.g_encode(params, goal)))
+    for nets, scans in [(nets, 1), (dataclasses.replace(nets, actor=nets.actor.clone(depth=4)), 2)]:
+        params = nets.init(jax.random.key(0))
+        assert str(jax.make_jaxpr(joint(nets))(params)).count("scan[") == scans
+        jax.tree.map(np.testing.assert_array_equal, jax.jit(joint(nets))(params), jax.jit(separate(nets))(params))
+        jax.tree.map(np.testing.assert_array_equal, jax.jit(jax.grad(loss(joint(nets))))(params),
+                     jax.jit(jax.grad(loss(separate(nets))))(params))
+    jax.tree.map(np.testing.assert_array_equal, nets.encode(params["critic"], state, action, goal),
+                 (nets.sa_encode(params["critic"], state, action), nets.g_encode(params["critic"], goal)))
+    with pytest.raises(ValueError, match="one block architecture"):
+        joint_apply((nets.sa_encoder, nets.actor), (params["critic"]["sa_encoder"], params["actor"]),
+                    (jnp.zeros((2, 8)), jnp.zeros((2, 7))))
 
 
 def test_actor_log_std_bounds_and_deterministic_action(tiny_nets):

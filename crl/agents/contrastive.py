@@ -33,11 +33,10 @@ def make_sgd_step(losses: Any, opt: Optimizers) -> Callable:
     def sgd_step(state, batch_and_key) -> tuple[Any, Metrics]:
         batch, key = batch_and_key
         batch = as_batch(batch)
-        # the critic's gradient first only so its psi(g) (pre-step params, as the actor's) serves both losses
-        (_, (critic_metrics, psi)), critic_grads = jax.value_and_grad(losses.critic_terms_fn, has_aux=True)(
-            state.critic_params, batch)
-        (_, actor_metrics), actor_grads = jax.value_and_grad(losses.actor_loss_fn, has_aux=True)(
-            state.actor_params, state.critic_params, state.log_alpha, batch, key, psi)
+        # one gradient for both losses (each sees only its own params): their networks share scans
+        (_, (critic_metrics, actor_metrics)), (critic_grads, actor_grads) = jax.value_and_grad(
+            losses.critic_actor_fn, argnums=(0, 1), has_aux=True)(
+            state.critic_params, state.actor_params, state.log_alpha, batch, key)
         (_, alpha_metrics), alpha_grad = jax.value_and_grad(losses.alpha_loss_fn, has_aux=True)(
             state.log_alpha, -actor_metrics["entropy"])
         actor_params, actor_opt_state = apply_updates(opt.actor, actor_grads, state.actor_opt_state,
