@@ -40,6 +40,7 @@ RESOURCES = {"time_min": 10, "gpus_per_node": 0, "cpus_per_task": 1, "mem_gb": 2
 SIGNAL_RESOURCES = {**RESOURCES, "time_min": 2, "signal_delay_s": 60, "max_timeouts": 5}
 SWEEP_TIMEOUT_S = 420
 POLL_S = 0.5
+SETTLE_S = 60  # a finished run's job reaching its final sacct state
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,14 @@ def ended(job: str) -> str | None:
     return None if state in (None, *ACTIVE_STATES) else state
 
 
+def settled_attempts(job_ids) -> dict[str, list[dict[str, str]]]:
+    """sacct_attempts once every job has its final state: a run's own status can read done while SLURM still lists
+    its job as running (the job's process exiting, accounting catching up)."""
+    job_ids = list(job_ids)
+    wait_until(lambda: all(ended(job) for job in job_ids), "sacct's final states of the jobs", timeout_s=SETTLE_S)
+    return sacct_attempts(job_ids)
+
+
 def max_running_at_once(rows: list[dict[str, str]]) -> int:
     spans = [(datetime.datetime.fromisoformat(r["Start"]), datetime.datetime.fromisoformat(r["End"])) for r in rows]
     return max(sum(start <= t < end for start, end in spans) for t, _ in spans)
@@ -171,7 +180,7 @@ def test_array_sweep_throttled_crash_isolated_relaunch_resubmits_only_the_failed
     assert {rid: s["state"] for rid, s in runs.items()} == {"seed-0": "done", "seed-1": "failed", "seed-2": "done"}
     assert {rid: s["job_id"] for rid, s in runs.items()} == jobs
     assert "injected failure" in (out / "runs" / "seed-1" / "train.log").read_text()
-    attempts = sacct_attempts(jobs.values())
+    attempts = settled_attempts(jobs.values())
     assert {rid: attempts[job][-1]["State"] for rid, job in jobs.items()} == {
         "seed-0": "COMPLETED", "seed-1": "FAILED", "seed-2": "COMPLETED"}
     assert max_running_at_once([rows[-1] for rows in attempts.values()]) <= 2
@@ -189,6 +198,7 @@ def test_array_sweep_throttled_crash_isolated_relaunch_resubmits_only_the_failed
     submitted.extend(jobs_after.values())
     assert {rid: jobs_after[rid] for rid in ("seed-0", "seed-2")} == {rid: jobs[rid] for rid in ("seed-0", "seed-2")}
     assert jobs_after["seed-1"] != jobs["seed-1"]
+    settled_attempts([jobs_after["seed-1"]])
     assert final_states([jobs_after["seed-1"]]) == {jobs_after["seed-1"]: "COMPLETED"}
     assert run_status(out, "seed-1")["attempts"] == 2
     code, rows = status_lines(out)
@@ -226,7 +236,7 @@ def test_pre_timeout_signal_and_scontrol_requeue_resume_to_the_uninterrupted_run
         code, output = finish(launch)
         assert code == 0 and "done seed-0" in output, f"{name}: {output}"
         run_dir = outs[name] / "runs" / "seed-0"
-        states = [row["State"].split()[0] for row in sacct_attempts([jobs[name]])[jobs[name]]]
+        states = [row["State"].split()[0] for row in settled_attempts([jobs[name]])[jobs[name]]]
         assert states[-1] == "COMPLETED" and len(states) >= 2 and set(states[:-1]) == {"REQUEUED"}, (name, states)
         assert run_status(outs[name], "seed-0")["attempts"] == len(states)
         assert comparable(read_metrics(run_dir / "metrics.jsonl")) == comparable(reference), name
