@@ -107,8 +107,11 @@ def make_programs(trainer) -> Programs:
 
 def epoch_compiler_options(trainer) -> dict[str, bool]:
     """The epoch's XLA options: the CPU fusion emitters that suit the update, unless the epoch steps an env whose
-    physics needs the legacy ones (prefill and evaluation keep the process default, the legacy emitters)."""
-    return training_compiler_options(legacy_fusion=not trainer.offline and trainer.spec.cpu_legacy_fusion)
+    physics needs the legacy ones, or this process drives several devices (forced host devices): there the newer
+    emitters once left an in-process all-gather waiting past XLA's 40 s rendezvous limit (CI, 4 devices on 2 cores),
+    so those runs keep the emitters they were validated with. Prefill and evaluation keep the process default."""
+    env_needs_legacy = not trainer.offline and trainer.spec.cpu_legacy_fusion
+    return training_compiler_options(legacy_fusion=env_needs_legacy or len(trainer.mesh.local_devices) > 1)
 
 
 def _device_evaluation(trainer, shardings: Any, metrics_sharding: Any) -> tuple[Callable, Callable | None, Callable]:

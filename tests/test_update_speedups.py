@@ -151,14 +151,17 @@ def test_fusion_emitters_change_the_update_only_within_rounding():
 
 def test_training_programs_choose_their_fusion_emitters(monkeypatch):
     """The epoch uses XLA:CPU's newer fusion emitters unless it steps an env declaring cpu_legacy_fusion (the
-    7-joint arms and pusher); offline epochs step no env; a jaxlib without the flag gets no option at all."""
+    7-joint arms and pusher) or its process drives several devices; offline epochs step no env; a jaxlib without
+    the flag gets no option at all."""
     if jax.default_backend() != "cpu":
         pytest.skip("the option is for XLA:CPU")
     legacy = {name for name, fields in env_catalog.SPECS.items() if fields["cpu_legacy_fusion"]}
     assert legacy == {name for name in env_catalog.SPECS if name.startswith(("arm_", "pusher_"))}
     arm = EnvSpec(**{"name": "arm_reach", **env_catalog.SPECS["arm_reach"]})
-    for spec, offline, emitters in [(SPEC, False, True), (arm, False, False), (arm, True, True)]:
-        trainer = types.SimpleNamespace(spec=spec, offline=offline)
+    one, four = (types.SimpleNamespace(local_devices=[None] * n) for n in (1, 4))
+    for spec, offline, mesh, emitters in [(SPEC, False, one, True), (arm, False, one, False), (arm, True, one, True),
+                                          (SPEC, False, four, False)]:
+        trainer = types.SimpleNamespace(spec=spec, offline=offline, mesh=mesh)
         assert epoch_compiler_options(trainer) == {FUSION_EMITTERS_OPTION: emitters}
     monkeypatch.setattr(_platform, "_jaxlib_version", lambda: (0, 11))  # jaxlib 0.11 aborts on the unknown flag
     assert training_compiler_options(legacy_fusion=False) == {}
