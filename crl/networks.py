@@ -214,8 +214,7 @@ class ActorNetworks:
 
     def actor_dist(self, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(mean, log_std) of the pre-tanh Gaussian for obs = concat(state, goal); log_std in [-5, 2]."""
-        mean, raw_log_std = self.actor.apply({"params": actor_params}, obs)
-        return mean, squash_log_std(raw_log_std)
+        return actor_dist_from_heads(self.actor.apply({"params": actor_params}, obs))
 
     def sample_action(self, actor_params: Params, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Reparameterised a = tanh(mu + sigma * eps) and its log-probability (B,)."""
@@ -229,6 +228,12 @@ class ActorNetworks:
     def log_likelihood(self, actor_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
         """(B,) log pi(a | obs) of given actions (behaviour cloning's term)."""
         return log_likelihood_under(self.actor_dist(actor_params, obs), action)
+
+
+def actor_dist_from_heads(heads: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """(mean, log_std in [-5, 2]) from the actor network's two head outputs (mean, unbounded log_std)."""
+    mean, raw_log_std = heads
+    return mean, squash_log_std(raw_log_std)
 
 
 def sample_from(dist: tuple[jax.Array, jax.Array], key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -286,19 +291,15 @@ class CRLNetworks(ActorNetworks):
                        actor_params: Params | None = None) -> tuple[jax.Array, jax.Array, tuple | None]:
         """(phi(s, a), psi(g), the actor's (mean, log_std) on concat(s, g) or None without actor_params): every
         network that shares the state-action encoder's block architecture runs in one scan, the rest alone."""
-        obs = jnp.concatenate([state, goal], axis=-1)
         calls = {"sa": (self.sa_encoder, critic_params["sa_encoder"], jnp.concatenate([state, action], axis=-1)),
                  "g": (self.g_encoder, critic_params["g_encoder"], goal)}
         if actor_params is not None:
-            calls["actor"] = (self.actor, actor_params, obs)
+            calls["actor"] = (self.actor, actor_params, jnp.concatenate([state, goal], axis=-1))
         joint = [name for name, (mlp, _, _) in calls.items()
                  if block_architecture(mlp) == block_architecture(self.sa_encoder)]
         outputs = dict(zip(joint, joint_apply(*zip(*(calls[name] for name in joint)))))
         outputs.update({name: mlp.apply({"params": p}, x) for name, (mlp, p, x) in calls.items() if name not in joint})
-        dist = None
-        if actor_params is not None:
-            mean, raw_log_std = outputs["actor"]
-            dist = (mean, squash_log_std(raw_log_std))
+        dist = None if actor_params is None else actor_dist_from_heads(outputs["actor"])
         return outputs["sa"][0], outputs["g"][0], dist
 
     def q_value(self, critic_params: Params, state: jax.Array, action: jax.Array, goal: jax.Array) -> jax.Array:
